@@ -1,0 +1,291 @@
+package atomic
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Record types written to a journal.
+const (
+	recBegin          = "begin"           // transaction opened
+	recIntent         = "intent"          // a step is about to act; holds params and undo
+	recDone           = "done"            // the step acted; holds its result
+	recFail           = "fail"            // a step failed; the transaction will roll back
+	recCommitStart    = "commit"          // reversible steps done; deferred steps run now
+	recRun            = "run"             // a deferred (irreversible) step is about to act
+	recCommitted      = "committed"       // terminal: the transaction took effect
+	recRollback       = "rollback"        // a rollback started
+	recUndone         = "undone"          // a step's effect was undone
+	recUndoFailed     = "undo-failed"     // a step's undo failed
+	recSkip           = "skip"            // the operator handled a step by hand
+	recRolledBack     = "rolled-back"     // terminal: every step undone
+	recRollbackFailed = "rollback-failed" // terminal until re-run: an undo failed
+)
+
+// Record is one line of a journal.
+type Record struct {
+	Seq  int       `json:"seq"`
+	Type string    `json:"type"`
+	Time time.Time `json:"time"`
+
+	// begin
+	TxID   string          `json:"tx,omitempty"`
+	Name   string          `json:"name,omitempty"`
+	PID    int             `json:"pid,omitempty"`
+	Recipe json.RawMessage `json:"recipe,omitempty"`
+
+	// step records
+	Step     int             `json:"step,omitempty"`
+	Kind     string          `json:"kind,omitempty"`
+	ID       string          `json:"id,omitempty"`
+	Params   json.RawMessage `json:"params,omitempty"`
+	Undo     json.RawMessage `json:"undo,omitempty"`
+	Noop     bool            `json:"noop,omitempty"`
+	Deferred bool            `json:"deferred,omitempty"`
+	Result   json.RawMessage `json:"result,omitempty"`
+	Error    string          `json:"error,omitempty"`
+}
+
+// frame is the on-disk line: the record's exact bytes and their CRC-32C.
+type frame struct {
+	CRC uint32          `json:"crc"`
+	Rec json.RawMessage `json:"rec"`
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// ErrCorrupt is returned when a journal line other than the last fails its
+// CRC or does not parse: the journal cannot be trusted past that point.
+var ErrCorrupt = errors.New("journal corrupt")
+
+// ErrLocked is returned when a transaction is held by a live process.
+var ErrLocked = errors.New("transaction is held by a running process")
+
+// encodeRecord renders r as one journal line, newline included.
+func encodeRecord(r *Record) ([]byte, error) {
+	body, err := json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("encode journal record: %w", err)
+	}
+	var b bytes.Buffer
+	b.Grow(len(body) + 32)
+	b.WriteString(`{"crc":`)
+	b.WriteString(strconv.FormatUint(uint64(crc32.Checksum(body, castagnoli)), 10))
+	b.WriteString(`,"rec":`)
+	b.Write(body)
+	b.WriteString("}\n")
+	return b.Bytes(), nil
+}
+
+// decodeLine parses one line (without its newline).
+func decodeLine(line []byte) (*Record, error) {
+	var f frame
+	if err := json.Unmarshal(line, &f); err != nil {
+		return nil, fmt.Errorf("parse: %w", err)
+	}
+	if f.Rec == nil {
+		return nil, errors.New("no record")
+	}
+	if got := crc32.Checksum(f.Rec, castagnoli); got != f.CRC {
+		return nil, fmt.Errorf("crc mismatch: stored %08x, computed %08x", f.CRC, got)
+	}
+	var r Record
+	if err := json.Unmarshal(f.Rec, &r); err != nil {
+		return nil, fmt.Errorf("parse record: %w", err)
+	}
+	return &r, nil
+}
+
+// ReadJournal decodes a journal stream. A torn last line (no newline, bad
+// CRC or unparsable) is dropped and reported through torn; the valid
+// prefix length in bytes is returned so a writer can truncate there. A bad
+// line followed by more lines is corruption: ReadJournal returns the
+// records before it and an error wrapping ErrCorrupt.
+func ReadJournal(rd io.Reader) (recs []*Record, validLen int64, torn bool, err error) {
+	br := bufio.NewReaderSize(rd, 64<<10)
+	lineNo := 0
+	var pendingErr error
+	for {
+		line, rerr := br.ReadBytes('\n')
+		if len(line) == 0 && rerr == io.EOF {
+			break
+		}
+		lineNo++
+		if pendingErr != nil {
+			// a bad line was followed by another: not a torn tail
+			return recs, validLen, false, pendingErr
+		}
+		complete := rerr == nil
+		if !complete && rerr != io.EOF {
+			return recs, validLen, false, fmt.Errorf("read journal: %w", rerr)
+		}
+		body := bytes.TrimSuffix(line, []byte("\n"))
+		rec, derr := decodeLine(body)
+		if derr == nil && complete && rec.Seq != len(recs)+1 {
+			derr = fmt.Errorf("sequence %d, want %d", rec.Seq, len(recs)+1)
+		}
+		if derr != nil || !complete {
+			if !complete {
+				return recs, validLen, true, nil
+			}
+			pendingErr = fmt.Errorf("%w: line %d: %v", ErrCorrupt, lineNo, derr)
+			continue
+		}
+		recs = append(recs, rec)
+		validLen += int64(len(line))
+	}
+	if pendingErr != nil {
+		// the bad line was the last one: a torn write
+		return recs, validLen, true, nil
+	}
+	return recs, validLen, false, nil
+}
+
+// journal is an open, locked transaction journal.
+type journal struct {
+	f    *os.File
+	path string
+	seq  int
+	sync bool
+}
+
+var idRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+// ValidID reports whether id can name a transaction (and a file).
+func ValidID(id string) error {
+	if !idRe.MatchString(id) {
+		return fmt.Errorf("%w: transaction ID %q: use letters, digits, '.', '_' and '-' (at most 128)", ErrInvalid, id)
+	}
+	return nil
+}
+
+func journalDir(stateDir string) string { return filepath.Join(stateDir, "journal") }
+
+func journalPath(stateDir, id string) string {
+	return filepath.Join(journalDir(stateDir), id+".jsonl")
+}
+
+// dataDir is where steps of a transaction keep backups.
+func dataDir(stateDir, id string) string { return filepath.Join(stateDir, "data", id) }
+
+func ensureDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	return os.Chmod(dir, 0o700)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open dir for fsync: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// createJournal creates and locks a new journal file.
+func createJournal(stateDir, id string) (*journal, error) {
+	dir := journalDir(stateDir)
+	if err := ensureDir(stateDir); err != nil {
+		return nil, err
+	}
+	if err := ensureDir(dir); err != nil {
+		return nil, err
+	}
+	p := journalPath(stateDir, id)
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("create journal: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock journal %s: %w", id, ErrLocked)
+	}
+	if err := syncDir(dir); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &journal{f: f, path: p, sync: true}, nil
+}
+
+// openJournal opens and locks an existing journal for appending, returning
+// its records. A torn tail is truncated away.
+func openJournal(stateDir, id string) (*journal, []*Record, error) {
+	p := journalPath(stateDir, id)
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil, fmt.Errorf("transaction %s: %w", id, ErrNotFound)
+		}
+		return nil, nil, fmt.Errorf("open journal: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("transaction %s: %w", id, ErrLocked)
+	}
+	recs, valid, torn, err := ReadJournal(f)
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("transaction %s: %w", id, err)
+	}
+	if torn {
+		if err := f.Truncate(valid); err != nil {
+			f.Close()
+			return nil, nil, fmt.Errorf("truncate torn journal tail: %w", err)
+		}
+	}
+	if _, err := f.Seek(valid, io.SeekStart); err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("seek journal: %w", err)
+	}
+	return &journal{f: f, path: p, seq: len(recs), sync: true}, recs, nil
+}
+
+// append writes r durably, filling in its sequence number and time.
+func (j *journal) append(r *Record) error {
+	j.seq++
+	r.Seq = j.seq
+	if r.Time.IsZero() {
+		r.Time = time.Now().UTC()
+	}
+	line, err := encodeRecord(r)
+	if err != nil {
+		j.seq--
+		return err
+	}
+	if _, err := j.f.Write(line); err != nil {
+		j.seq--
+		return fmt.Errorf("write journal: %w", err)
+	}
+	if j.sync {
+		if err := unix.Fdatasync(int(j.f.Fd())); err != nil {
+			return fmt.Errorf("fdatasync journal: %w", err)
+		}
+	}
+	return nil
+}
+
+func (j *journal) close() error {
+	if j == nil || j.f == nil {
+		return nil
+	}
+	err := j.f.Close() // releases the flock
+	j.f = nil
+	return err
+}

@@ -1,0 +1,210 @@
+// Package file provides bofh's file-system step kinds, the first real steps
+// of the transaction engine: it wraps no external tool, only system calls.
+//
+// Step kinds registered:
+//   - dir.create: create a directory (and missing parents); undo removes
+//     what it created, only if still empty.
+//   - file.write: write a regular file atomically; undo restores the
+//     previous content, owner, mode and mtime, or its absence. The backup
+//     lives in the transaction's state directory.
+//   - file.remove: remove a file or symlink; undo puts it back exactly.
+//   - symlink.create: create a symlink; undo removes it.
+//
+// Every undo also restores the parent directory's mtime, so a rolled-back
+// tree is the starting tree, metadata included.
+package file
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Meta is the metadata bofh restores: mode, owner and times.
+type Meta struct {
+	Mode  uint32 `json:"mode"` // permission and special bits (07777)
+	UID   int    `json:"uid"`
+	GID   int    `json:"gid"`
+	Mtime int64  `json:"mtime_ns"`
+	Atime int64  `json:"atime_ns"`
+}
+
+func metaOf(fi os.FileInfo) Meta {
+	st := fi.Sys().(*syscall.Stat_t)
+	return Meta{
+		Mode:  uint32(st.Mode) & 0o7777,
+		UID:   int(st.Uid),
+		GID:   int(st.Gid),
+		Mtime: st.Mtim.Nano(),
+		Atime: st.Atim.Nano(),
+	}
+}
+
+// applyMeta sets owner, mode and times on path (not following a symlink;
+// the mode of a symlink is not settable and is skipped).
+func applyMeta(path string, m Meta, isLink bool) error {
+	if err := os.Lchown(path, m.UID, m.GID); err != nil {
+		return fmt.Errorf("chown %s: %w", path, err)
+	}
+	if !isLink {
+		if err := unix.Chmod(path, m.Mode); err != nil {
+			return fmt.Errorf("chmod %s: %w", path, err)
+		}
+	}
+	return setTimes(path, m.Atime, m.Mtime)
+}
+
+func setTimes(path string, atime, mtime int64) error {
+	ts := []unix.Timespec{unix.NsecToTimespec(atime), unix.NsecToTimespec(mtime)}
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, path, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("set times of %s: %w", path, err)
+	}
+	return nil
+}
+
+// dirTimes records a directory's times so an undo can put them back.
+type dirTimes struct {
+	Path  string `json:"path"`
+	Mtime int64  `json:"mtime_ns"`
+	Atime int64  `json:"atime_ns"`
+}
+
+func timesOf(dir string) (*dirTimes, error) {
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("stat %s: %w", dir, err)
+	}
+	m := metaOf(fi)
+	return &dirTimes{Path: dir, Mtime: m.Mtime, Atime: m.Atime}, nil
+}
+
+func (d *dirTimes) restore() error {
+	if d == nil {
+		return nil
+	}
+	if _, err := os.Lstat(d.Path); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return setTimes(d.Path, d.Atime, d.Mtime)
+}
+
+// Mode is a permission mode written in octal ("0644"); JSON and YAML
+// take it as a string.
+type Mode string
+
+// Perm parses the mode, or returns def when it is empty.
+func (m Mode) Perm(def uint32) (uint32, error) {
+	if m == "" {
+		return def, nil
+	}
+	v, err := strconv.ParseUint(string(m), 8, 32)
+	if err != nil || v > 0o7777 {
+		return 0, fmt.Errorf("mode %q: want octal like \"0644\"", string(m))
+	}
+	return uint32(v), nil
+}
+
+func checkPath(p string) error {
+	switch {
+	case p == "":
+		return errors.New("path is required")
+	case strings.ContainsRune(p, 0):
+		return errors.New("path contains a NUL byte")
+	case !filepath.IsAbs(p):
+		return fmt.Errorf("path %q is not absolute", p)
+	case filepath.Clean(p) != p:
+		return fmt.Errorf("path %q is not clean (use %q)", p, filepath.Clean(p))
+	case p == "/":
+		return errors.New("path is the root directory")
+	}
+	return nil
+}
+
+// copyFile copies src's content to a new file dst (which must not exist)
+// and gives it meta, syncing it to disk.
+func copyFile(src, dst string, m Meta) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", src, err)
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", dst, err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return fmt.Errorf("copy %s: %w", src, err)
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return fmt.Errorf("sync %s: %w", dst, err)
+	}
+	if err := out.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", dst, err)
+	}
+	return applyMeta(dst, m, false)
+}
+
+// backupFile copies src to bk completely or not at all: a backup that
+// exists is whole, so an undo never restores a torn copy.
+func backupFile(src, bk string, m Meta) error {
+	part := bk + ".part"
+	os.Remove(part)
+	if err := copyFile(src, part, m); err != nil {
+		os.Remove(part)
+		return err
+	}
+	if err := os.Rename(part, bk); err != nil {
+		return fmt.Errorf("rename backup: %w", err)
+	}
+	return syncDir(filepath.Dir(bk))
+}
+
+// replaceFile puts a copy of src (with meta) at path atomically.
+func replaceFile(src, path string, m Meta) error {
+	tmp := tempName(path)
+	if err := copyFile(src, tmp, m); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("rename into %s: %w", path, err)
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+func tempName(path string) string {
+	return filepath.Join(filepath.Dir(path), ".bofh-tmp-"+filepath.Base(path))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", dir, err)
+	}
+	return nil
+}
+
+func exists(p string) (os.FileInfo, bool, error) {
+	fi, err := os.Lstat(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("stat %s: %w", p, err)
+	}
+	return fi, true, nil
+}
