@@ -88,7 +88,7 @@ func (r *Recipe) Validate() error {
 		}
 		k, err := lookup(s.Kind)
 		if err != nil {
-			bad("%s: %v", where, errors.Unwrap(err))
+			bad("%s: %s", where, stripInvalid(err))
 			continue
 		}
 		hasRef := false
@@ -116,9 +116,9 @@ func (r *Recipe) Validate() error {
 			if err != nil {
 				bad("%s: parameters: %v", where, err)
 			} else if p, err := k.decodeParams(raw); err != nil {
-				bad("%s: %v", where, errors.Unwrap(err))
+				bad("%s: %s", where, stripInvalid(err))
 			} else if err := k.validate(p); err != nil {
-				bad("%s: %v", where, stripInvalid(err))
+				bad("%s: %s", where, stripInvalid(err))
 			}
 		}
 		if s.ID != "" {
