@@ -85,6 +85,23 @@ func timesOf(dir string) (*dirTimes, error) {
 	return &dirTimes{Path: dir, Mtime: m.Mtime, Atime: m.Atime}, nil
 }
 
+// parentTimes records the times of path's parent directory. In a dry run
+// a missing parent is one an earlier step would have created: no error.
+func parentTimes(env interface{ Dry(string, ...any) bool }, path string) (*dirTimes, error) {
+	dir := filepath.Dir(path)
+	d, err := timesOf(dir)
+	if err != nil {
+		if _, statErr := os.Lstat(dir); errors.Is(statErr, os.ErrNotExist) {
+			if env.Dry("need %s (not there yet; an earlier step must create it)", dir) {
+				return nil, nil
+			}
+			return nil, fmt.Errorf("parent directory %s does not exist", dir)
+		}
+		return nil, fmt.Errorf("parent directory: %w", err)
+	}
+	return d, nil
+}
+
 func (d *dirTimes) restore() error {
 	if d == nil {
 		return nil

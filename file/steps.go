@@ -129,9 +129,9 @@ func result(path string, data []byte) WriteResult {
 func prepareWrite(_ context.Context, env *atomic.Env, w Write) (atomic.Plan[writeUndo, WriteResult], error) {
 	var plan atomic.Plan[writeUndo, WriteResult]
 	data, _ := w.data()
-	parent, err := timesOf(filepath.Dir(w.Path))
+	parent, err := parentTimes(env, w.Path)
 	if err != nil {
-		return plan, fmt.Errorf("parent directory: %w", err)
+		return plan, err
 	}
 	plan.Undo.Parent = parent
 	fi, ok, err := exists(w.Path)
@@ -397,7 +397,7 @@ type linkUndo struct {
 	Parent *dirTimes `json:"parent"`
 }
 
-func prepareSymlink(_ context.Context, _ *atomic.Env, s Symlink) (atomic.Plan[linkUndo, struct{}], error) {
+func prepareSymlink(_ context.Context, env *atomic.Env, s Symlink) (atomic.Plan[linkUndo, struct{}], error) {
 	var plan atomic.Plan[linkUndo, struct{}]
 	fi, ok, err := exists(s.Path)
 	if err != nil {
@@ -412,7 +412,7 @@ func prepareSymlink(_ context.Context, _ *atomic.Env, s Symlink) (atomic.Plan[li
 		}
 		return plan, fmt.Errorf("%s already exists", s.Path)
 	}
-	plan.Undo.Parent, err = timesOf(filepath.Dir(s.Path))
+	plan.Undo.Parent, err = parentTimes(env, s.Path)
 	return plan, err
 }
 
@@ -478,7 +478,7 @@ type dirUndo struct {
 	Parent  *dirTimes `json:"parent"`  // the deepest directory that existed
 }
 
-func prepareDir(_ context.Context, _ *atomic.Env, d Dir) (atomic.Plan[dirUndo, struct{}], error) {
+func prepareDir(_ context.Context, env *atomic.Env, d Dir) (atomic.Plan[dirUndo, struct{}], error) {
 	var plan atomic.Plan[dirUndo, struct{}]
 	var missing []string
 	p := d.Path
@@ -500,7 +500,7 @@ func prepareDir(_ context.Context, _ *atomic.Env, d Dir) (atomic.Plan[dirUndo, s
 		plan.Noop = true
 		return plan, nil
 	}
-	if len(missing) > 1 && !d.Parents {
+	if len(missing) > 1 && !d.Parents && !env.DryRun {
 		return plan, fmt.Errorf("parent %s does not exist (set parents: true to create it)", filepath.Dir(d.Path))
 	}
 	var err error
