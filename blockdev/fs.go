@@ -36,10 +36,10 @@ func init() {
 var FSTypes = []string{"ext4", "xfs", "btrfs", "vfat"}
 
 var (
-	uuidRe    = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
-	vfatIDRe  = regexp.MustCompile(`^[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}$`)
-	labelMax  = map[string]int{"ext4": 16, "xfs": 12, "btrfs": 255, "vfat": 11}
-	backupRe  = regexp.MustCompile(`^wipefs-(.+)-(0x[0-9a-f]+)\.bak$`)
+	uuidRe   = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+	vfatIDRe = regexp.MustCompile(`^[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}$`)
+	labelMax = map[string]int{"ext4": 16, "xfs": 12, "btrfs": 255, "vfat": 11}
+	backupRe = regexp.MustCompile(`^wipefs-(.+)-(0x[0-9a-f]+)\.bak$`)
 )
 
 // Wipe is the fs.wipe step: erase every signature on Device.

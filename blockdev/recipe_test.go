@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -31,10 +30,15 @@ steps:
     with: {source: "${part.device}", target: MNT, options: [noatime]}
 `
 
+func recipeText(file, mnt string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(recipeYAML, "FILE", file), "MNT", mnt)
+}
+
+func nil2local() run.Runner { return &run.Local{} }
+
 func recipeFor(t *testing.T, file, mnt string) *atomic.Recipe {
 	t.Helper()
-	y := strings.ReplaceAll(strings.ReplaceAll(recipeYAML, "FILE", file), "MNT", mnt)
-	r, err := atomic.ParseRecipe([]byte(y))
+	r, err := atomic.ParseRecipe([]byte(recipeText(file, mnt)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,5 +103,4 @@ func TestRecipeSmoke(t *testing.T) {
 	if !strings.Contains(string(out), s.loops[0]+"p1") || !strings.Contains(string(out), "noatime") {
 		t.Fatalf("findmnt %s: %s", mnt, out)
 	}
-	_ = filepath.Join
 }
