@@ -221,7 +221,7 @@ func exists(p string) (os.FileInfo, bool, error) {
 		return nil, false, nil
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("stat %s: %w", p, err)
+		return nil, false, err // *PathError names the path
 	}
 	return fi, true, nil
 }
