@@ -186,8 +186,11 @@ func doAdd(ctx context.Context, env *atomic.Env, a AddKey, u addUndo) (SlotResul
 	if err := (Key{a.KeyFile, a.Passphrase}).cmd(&c); err != nil {
 		return res, err
 	}
-	newFile, cleanup, err := nk.asFile(dir, "newkey")
-	if err != nil {
+	var newFile string
+	var cleanup func()
+	if env.DryRun && nk.Passphrase != "" {
+		newFile, cleanup = "(new key, a 0600 temp file)", func() {}
+	} else if newFile, cleanup, err = nk.asFile(dir, "newkey"); err != nil {
 		return res, err
 	}
 	c.Argv = append(c.Argv, a.Device, newFile)
@@ -452,8 +455,11 @@ func doChange(ctx context.Context, env *atomic.Env, c ChangeKey, u headerUndo) (
 	if err := (Key{c.KeyFile, c.Passphrase}).cmd(&cmd); err != nil {
 		return res, err
 	}
-	newFile, cleanup, err := nk.asFile(dir, "newkey")
-	if err != nil {
+	var newFile string
+	var cleanup func()
+	if env.DryRun && nk.Passphrase != "" {
+		newFile, cleanup = "(new key, a 0600 temp file)", func() {}
+	} else if newFile, cleanup, err = nk.asFile(dir, "newkey"); err != nil {
 		return res, err
 	}
 	cmd.Argv = append(cmd.Argv, c.Device, newFile)
