@@ -1,0 +1,182 @@
+package tree
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// A backup is the restore point of a target that is not a btrfs
+// subvolume: for every path an upgrade will touch, its entry (type,
+// metadata, xattrs, symlink target) and, for a regular file, a hard link
+// to its inode (a copy when the state directory is on another
+// filesystem). The sync never writes into an existing inode's content —
+// it renames new files over old ones — so a linked inode keeps the old
+// content; metadata changed in place is put back from the manifest.
+type bkEntry struct {
+	Rel    string `json:"-"`
+	RelB   []byte `json:"rel"` // bytes: non-UTF-8 names survive
+	Absent bool   `json:"absent,omitempty"`
+	Entry  *Entry `json:"entry,omitempty"`
+	Data   string `json:"data,omitempty"`
+}
+
+const manifestName = "manifest.json"
+
+func takeBackup(root string, rels []string, dir string) error {
+	var man []bkEntry
+	for i, rel := range rels {
+		e, err := lstatEntry(root, rel)
+		if errors.Is(err, os.ErrNotExist) {
+			man = append(man, bkEntry{Rel: rel, Absent: true})
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		b := bkEntry{Rel: rel, Entry: e}
+		if e.Type == TypeFile {
+			b.Data = strconv.Itoa(i)
+			dst := filepath.Join(dir, b.Data)
+			_ = os.Remove(dst)
+			if err := unix.Link(join(root, rel), dst); errors.Is(err, unix.EXDEV) {
+				c := *e
+				c.Rel = rel
+				if err := makeEntry(root, &c, dst); err != nil {
+					return fmt.Errorf("back up %s: %w", rel, err)
+				}
+			} else if err != nil {
+				return fmt.Errorf("back up %s: %w", rel, err)
+			}
+		}
+		man = append(man, b)
+	}
+	for i := range man {
+		man[i].RelB = []byte(man[i].Rel)
+	}
+	data, err := json.Marshal(man)
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, manifestName+".part")
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	if err := syncFS(dir); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, manifestName)); err != nil {
+		return err
+	}
+	return syncFS(dir)
+}
+
+func readManifest(dir string) ([]bkEntry, error) {
+	data, err := os.ReadFile(filepath.Join(dir, manifestName))
+	if err != nil {
+		return nil, err
+	}
+	var man []bkEntry
+	if err := json.Unmarshal(data, &man); err != nil {
+		return nil, fmt.Errorf("backup manifest: %w", err)
+	}
+	for i := range man {
+		man[i].Rel = string(man[i].RelB)
+		if _, err := within("/r", man[i].Rel); err != nil {
+			return nil, fmt.Errorf("backup manifest: %w", err)
+		}
+	}
+	return man, nil
+}
+
+// restoreBackup puts every path of the manifest back as it was. It is
+// idempotent.
+func restoreBackup(root, dir string) error {
+	man, err := readManifest(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // the backup was never complete: nothing after it ran
+	}
+	if err != nil {
+		return err
+	}
+	sort.Slice(man, func(i, j int) bool { return man[i].Rel < man[j].Rel })
+	// 1. deepest first: remove what did not exist, or has another type
+	for i := len(man) - 1; i >= 0; i-- {
+		b := man[i]
+		full := join(root, b.Rel)
+		var st unix.Stat_t
+		if err := unix.Lstat(full, &st); err != nil {
+			continue
+		}
+		cur := typeOf(st.Mode)
+		if !b.Absent && cur == b.Entry.Type {
+			continue
+		}
+		if b.Rel == "" {
+			return fmt.Errorf("target root %s changed type", root)
+		}
+		if cur == TypeDir {
+			err = os.RemoveAll(full) // never follows symlinks
+		} else {
+			err = unix.Unlink(full)
+		}
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("restore: remove %s: %w", full, err)
+		}
+	}
+	// 2. parents first: put entries back
+	for _, b := range man {
+		if b.Absent {
+			continue
+		}
+		full := join(root, b.Rel)
+		e := b.Entry
+		switch e.Type {
+		case TypeDir:
+			if err := unix.Mkdir(full, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
+				return fmt.Errorf("restore: mkdir %s: %w", full, err)
+			}
+			continue // metadata in pass 3
+		case TypeFile:
+			bk := filepath.Join(dir, b.Data)
+			if err := replaceWith(full, func(tmp string) error {
+				if err := unix.Link(bk, tmp); errors.Is(err, unix.EXDEV) {
+					c := *e
+					c.Rel = b.Data
+					return makeEntry(dir, &c, tmp)
+				} else if err != nil {
+					return err
+				}
+				return nil
+			}); err != nil {
+				return fmt.Errorf("restore %s: %w", full, err)
+			}
+		default:
+			if cur, err := lstatEntry(root, b.Rel); err == nil && cur.Type == e.Type && cur.Link == e.Link && cur.Rdev == e.Rdev {
+				break
+			}
+			if err := replaceWith(full, func(tmp string) error { return makeEntry(root, e, tmp) }); err != nil {
+				return fmt.Errorf("restore %s: %w", full, err)
+			}
+		}
+		if err := applyMeta(full, e); err != nil {
+			return err
+		}
+	}
+	// 3. deepest first: directory metadata and times
+	for i := len(man) - 1; i >= 0; i-- {
+		b := man[i]
+		if !b.Absent && b.Entry.Type == TypeDir {
+			if err := applyMeta(join(root, b.Rel), b.Entry); err != nil {
+				return err
+			}
+		}
+	}
+	return syncFS(root)
+}

@@ -1,0 +1,548 @@
+package tree
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/bofhkit/bofh/atomic"
+)
+
+// requireRoot fails the test when not root, unless BOFH_SKIP_ROOT=1.
+// (Private stand-in until internal/hosttest lands.)
+func requireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("BOFH_SKIP_ROOT") == "1" {
+		t.Skip("not root; BOFH_SKIP_ROOT=1")
+	}
+	t.Fatal("this test needs root (set BOFH_SKIP_ROOT=1 to skip it explicitly)")
+}
+
+func sh(t testing.TB, argv ...string) {
+	t.Helper()
+	if out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("%q: %v\n%s", argv, err, out)
+	}
+}
+
+// newFS makes a filesystem of type fstype on a loop-mounted file and
+// returns its mount point, unmounted at cleanup.
+func newFS(t testing.TB, fstype string, size int64) string {
+	t.Helper()
+	requireRoot(t)
+	dir := t.TempDir()
+	img, mnt := filepath.Join(dir, "fs.img"), filepath.Join(dir, "mnt")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := os.Truncate(img, size); err != nil {
+		t.Fatal(err)
+	}
+	switch fstype {
+	case "btrfs":
+		sh(t, "mkfs.btrfs", "-q", img)
+	case "ext4":
+		sh(t, "mkfs.ext4", "-q", "-F", img)
+	}
+	sh(t, "mount", "-o", "loop", img, mnt)
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v\n%s", mnt, err, out)
+		}
+	})
+	return mnt
+}
+
+// newTarget returns an empty target on fs: a subvolume on btrfs, a
+// directory on ext4.
+func newTarget(t testing.TB, mnt, fstype string) string {
+	tgt := filepath.Join(mnt, "target")
+	if fstype == "btrfs" {
+		sh(t, "btrfs", "subvolume", "create", tgt)
+	} else if err := os.Mkdir(tgt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return tgt
+}
+
+func write(t testing.TB, p, content string, mode os.FileMode) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(content), mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(p, mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// makeStore builds a store with web v1 and v2 and metadata v1 → v2.
+// marker is where the hooks write that they ran.
+func makeStore(t testing.TB, dir, marker string) string {
+	t.Helper()
+	store := filepath.Join(dir, "store")
+	for _, v := range []string{"v1", "v2"} {
+		r := filepath.Join(store, "install", v, "web")
+		write(t, filepath.Join(r, "etc/app.conf"), "conf "+v+"\n", 0o644)
+		write(t, filepath.Join(r, "etc/motd"), "hello\n", 0o644)
+		write(t, filepath.Join(r, "usr/bin/tool"), "#!/bin/sh\necho "+v+"\n", 0o755)
+		write(t, filepath.Join(r, "usr/bin/suid"), "suid", 0o4755)
+		write(t, filepath.Join(r, "usr/lib/lib.so"), strings.Repeat("L", 70000), 0o644)
+		write(t, filepath.Join(r, "name with space"), "sp", 0o644)
+		write(t, filepath.Join(r, "new\nline"), "nl", 0o644)
+		write(t, filepath.Join(r, "bad\xff\xfename"), "nonutf8", 0o600)
+		write(t, filepath.Join(r, "usr/bin/a"), "hardlinked "+v, 0o755)
+		sh(t, "ln", "-f", filepath.Join(r, "usr/bin/a"), filepath.Join(r, "usr/bin/b"))
+		os.MkdirAll(filepath.Join(r, "var/lib"), 0o755)
+		os.Chown(filepath.Join(r, "etc/motd"), 1234, 4321)
+		if err := unix.Lsetxattr(filepath.Join(r, "etc/motd"), "user.bofh", []byte("x-"+v), 0); err != nil {
+			t.Fatal(err)
+		}
+		sh(t, "setfacl", "-m", "u:1234:r", filepath.Join(r, "etc/app.conf"))
+	}
+	v1, v2 := filepath.Join(store, "install/v1/web"), filepath.Join(store, "install/v2/web")
+	write(t, filepath.Join(v1, "usr/share/doc/old.txt"), "old", 0o644)
+	os.Symlink("usr/bin/tool", filepath.Join(v1, "link"))
+	os.Symlink("usr/bin/a", filepath.Join(v2, "link"))
+	write(t, filepath.Join(v2, "usr/share/doc/new.txt"), "new", 0o644)
+	os.Chmod(filepath.Join(v2, "usr/lib/lib.so"), 0o600)
+	write(t, filepath.Join(v2, "etc/local.conf"), "local defaults\n", 0o640)
+	md := filepath.Join(store, "metadata/v1/web/v2")
+	write(t, filepath.Join(md, "exclude"), "# data\n/var/lib/data\n*.log\n", 0o644)
+	write(t, filepath.Join(md, "add_only"), "/etc/local.conf\n", 0o644)
+	write(t, filepath.Join(md, "pre"), "#!/bin/sh\necho pre $BOFH_TREE_FROM $BOFH_TREE_TO >> '"+marker+"'\n", 0o755)
+	write(t, filepath.Join(md, "post"), "#!/bin/sh\necho post >> '"+marker+"'\nexit 100\n", 0o755)
+	return store
+}
+
+// fingerprint describes every path of a tree: type, mode, owner, size,
+// mtime (not for the root), content hash, symlink target, xattrs, and the
+// hard-link grouping.
+func fingerprint(t testing.TB, root string) map[string]string {
+	t.Helper()
+	tr, err := Scan(root, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	inodes := map[uint64]string{}
+	for _, e := range tr.Entries {
+		s := fmt.Sprintf("%s %o %d:%d", e.Type, e.Mode, e.UID, e.GID)
+		if e.Rel != "" {
+			s += fmt.Sprintf(" mtime=%d", e.Mtime)
+		}
+		switch e.Type {
+		case TypeFile:
+			b, err := os.ReadFile(join(root, e.Rel))
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := sha256.Sum256(b)
+			s += " " + hex.EncodeToString(h[:8])
+			if e.Nlink > 1 {
+				if first, ok := inodes[e.Ino]; ok {
+					s += " link=" + first
+				} else {
+					inodes[e.Ino] = e.Rel
+				}
+			}
+		case TypeSymlink:
+			s += " -> " + e.Link
+		}
+		var ks []string
+		for k, v := range e.Xattrs {
+			ks = append(ks, k+"="+hex.EncodeToString(v))
+		}
+		sort.Strings(ks)
+		s += " " + strings.Join(ks, ",")
+		out[e.Rel] = s
+	}
+	return out
+}
+
+func sameFingerprint(t testing.TB, what string, a, b map[string]string) {
+	t.Helper()
+	var diffs []string
+	for k, v := range a {
+		if b[k] != v {
+			diffs = append(diffs, fmt.Sprintf("%q: %s\n    now %s", k, v, b[k]))
+		}
+	}
+	for k, v := range b {
+		if _, ok := a[k]; !ok {
+			diffs = append(diffs, fmt.Sprintf("%q: new: %s", k, v))
+		}
+	}
+	sort.Strings(diffs)
+	if len(diffs) > 0 {
+		t.Fatalf("%s: %d differences:\n%s", what, len(diffs), strings.Join(diffs, "\n"))
+	}
+}
+
+type lab struct {
+	fstype, mnt, store, target, state, marker string
+}
+
+func newLab(t *testing.T, fstype string) *lab {
+	mnt := newFS(t, fstype, 512<<20)
+	l := &lab{fstype: fstype, mnt: mnt, marker: filepath.Join(t.TempDir(), "hooks")}
+	l.store = makeStore(t, mnt, l.marker)
+	l.target = newTarget(t, mnt, fstype)
+	l.state = filepath.Join(mnt, "state") // same fs: hard-link backups
+	ctx := context.Background()
+	if _, err := Deploy(ctx, Request{Store: l.store, Role: "web", Version: "v1", Target: l.target, StateDir: l.state}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Verify(l.store, l.target)
+	if err != nil || len(rep.Changes) != 0 {
+		t.Fatalf("verify after deploy: %+v %v", rep, err)
+	}
+	// operator data, excluded from the upgrade
+	write(t, filepath.Join(l.target, "var/lib/data/db"), "precious", 0o600)
+	write(t, filepath.Join(l.target, "usr/app.log"), "log", 0o644)
+	return l
+}
+
+func (l *lab) req() Request {
+	return Request{Store: l.store, Version: "v2", Target: l.target, StateDir: l.state, HookTimeout: 20 * time.Second}
+}
+
+func TestHostUpgrade(t *testing.T) {
+	for _, fstype := range []string{"btrfs", "ext4"} {
+		t.Run(fstype, func(t *testing.T) {
+			l := newLab(t, fstype)
+			ctx := context.Background()
+			before := fingerprint(t, l.target)
+			rep, err := TestUpgrade(l.store, "v2", l.target)
+			if err != nil || len(rep.Changes) == 0 {
+				t.Fatalf("test-upgrade: %+v %v", rep, err)
+			}
+			sameFingerprint(t, "test-upgrade changed the target", before, fingerprint(t, l.target))
+			out, err := Upgrade(ctx, l.req())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !out.RebootNeeded {
+				t.Errorf("post exited 100 but reboot_needed is false: %+v", out)
+			}
+			want := map[string]string{"btrfs": ModeBtrfs, "ext4": ModeBackup}[fstype]
+			if out.Restore != want {
+				t.Errorf("restore point %q, want %q", out.Restore, want)
+			}
+			if b, _ := os.ReadFile(l.marker); string(b) != "pre v1 v2\npost\n" {
+				t.Errorf("hooks wrote %q", b)
+			}
+			st, _ := ReadState(l.target)
+			if st == nil || st.Version != "v2" {
+				t.Fatalf("state %+v", st)
+			}
+			if r, err := Verify(l.store, l.target); err != nil || len(r.Changes) != 0 {
+				t.Fatalf("verify after upgrade: %+v %v", r, err)
+			}
+			if b, _ := os.ReadFile(filepath.Join(l.target, "var/lib/data/db")); string(b) != "precious" {
+				t.Error("excluded data lost")
+			}
+			if _, err := os.Lstat(filepath.Join(l.target, "usr/app.log")); err != nil {
+				t.Error("excluded *.log removed")
+			}
+			if b, _ := os.ReadFile(filepath.Join(l.target, "etc/local.conf")); string(b) != "local defaults\n" {
+				t.Errorf("add_only not copied: %q", b)
+			}
+			if _, err := os.Lstat(filepath.Join(l.target, "usr/share/doc/old.txt")); !errors.Is(err, os.ErrNotExist) {
+				t.Error("old.txt not deleted")
+			}
+			var a, b unix.Stat_t
+			unix.Lstat(filepath.Join(l.target, "usr/bin/a"), &a)
+			unix.Lstat(filepath.Join(l.target, "usr/bin/b"), &b)
+			if a.Ino != b.Ino {
+				t.Error("hard link not preserved")
+			}
+			if fstype == "btrfs" {
+				ents, _ := os.ReadDir(l.mnt)
+				for _, e := range ents {
+					if strings.Contains(e.Name(), ".bofh-") {
+						t.Errorf("snapshot %s left after commit", e.Name())
+					}
+				}
+			}
+			// add_only: an operator-edited file is never overwritten
+			write(t, filepath.Join(l.target, "etc/local.conf"), "edited", 0o640)
+			// drift of every kind
+			write(t, filepath.Join(l.target, "etc/app.conf"), "conf XX\n", 0o644) // same size
+			os.Chmod(filepath.Join(l.target, "usr/bin/tool"), 0o700)
+			os.Lchown(filepath.Join(l.target, "name with space"), 7, 7)
+			os.Remove(filepath.Join(l.target, "link"))
+			os.Symlink("/etc/passwd", filepath.Join(l.target, "link"))
+			os.Remove(filepath.Join(l.target, "usr/share/doc/new.txt"))
+			write(t, filepath.Join(l.target, "usr/bin/intruder"), "x", 0o755)
+			unix.Lsetxattr(filepath.Join(l.target, "etc/motd"), "user.bofh", []byte("tampered"), 0)
+			r, err := Verify(l.store, l.target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]string{}
+			for _, c := range r.Changes {
+				got[c.Path] = c.Kind + ":" + strings.Join(c.Details, ",")
+			}
+			wantDrift := map[string]string{
+				"etc/app.conf": "changed:content", "usr/bin/tool": "changed:mode", "name with space": "changed:owner",
+				"link": "changed:symlink", "usr/share/doc/new.txt": "removed:", "usr/bin/intruder": "added:", "etc/motd": "changed:xattrs",
+			}
+			for k, v := range wantDrift {
+				if got[k] != v {
+					t.Errorf("verify %s = %q, want %q", k, got[k], v)
+				}
+			}
+			if len(got) != len(wantDrift) {
+				t.Errorf("verify found %v", got)
+			}
+		})
+	}
+}
+
+// upgradeSteps is the number of steps of the v1 → v2 recipe.
+func upgradeSteps(t *testing.T, l *lab) int {
+	rec, _, err := UpgradeRecipe(l.req())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(rec.Steps)
+}
+
+// TestHostUpgradeFailEveryStep injects an error before and after every
+// step of an upgrade on btrfs and ext4: after the rollback the target is
+// byte for byte the pre-upgrade tree, excluded data included.
+func TestHostUpgradeFailEveryStep(t *testing.T) {
+	for _, fstype := range []string{"btrfs", "ext4"} {
+		t.Run(fstype, func(t *testing.T) {
+			l := newLab(t, fstype)
+			ctx := context.Background()
+			before := fingerprint(t, l.target)
+			n := upgradeSteps(t, l)
+			last := n
+			if fstype == "btrfs" {
+				// the last step deletes the snapshot at commit: the point
+				// of no return, not rolled back
+				last = n - 1
+			}
+			for i := 1; i <= last; i++ {
+				for _, phase := range []string{"before", "after"} {
+					_, err := Upgrade(ctx, l.req(), atomic.WithFailpoints(fmt.Sprintf("%d:%s:error", i, phase)))
+					if i == n && fstype == "btrfs" {
+						// the last step is the irreversible snapshot deletion at commit
+						if err == nil {
+							t.Fatalf("step %d %s: no error", i, phase)
+						}
+					} else if !errors.Is(err, atomic.ErrFailpoint) || atomic.ExitCode(err) != atomic.ExitRolledBack {
+						t.Fatalf("step %d %s: %v", i, phase, err)
+					}
+					if i == n && fstype == "btrfs" && phase == "after" {
+						continue // snapshot deleted, state committed: checked below
+					}
+					if i == n && fstype == "btrfs" {
+						// deferred step failed before running: rolled back
+						if atomic.ExitCode(err) != atomic.ExitRolledBack {
+							t.Fatalf("step %d %s: exit %d: %v", i, phase, atomic.ExitCode(err), err)
+						}
+					}
+					sameFingerprint(t, fmt.Sprintf("%s: rollback after step %d %s", fstype, i, phase), before, fingerprint(t, l.target))
+				}
+			}
+		})
+	}
+}
+
+const helperEnv = "BOFH_TREE_TEST_HELPER"
+
+// TestHelperUpgrade is the child process of TestHostUpgradeCrash.
+func TestHelperUpgrade(t *testing.T) {
+	if os.Getenv(helperEnv) == "" {
+		t.Skip("helper process for TestHostUpgradeCrash")
+	}
+	r := Request{Store: os.Getenv("T_STORE"), Version: "v2", Target: os.Getenv("T_TARGET"), StateDir: os.Getenv("T_STATE")}
+	if _, err := Upgrade(context.Background(), r, atomic.WithID(os.Getenv("T_ID"))); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestHostUpgradeCrash kills the upgrade after every step's effect (and
+// before the sync's) on both filesystems: 'rollback' restores the
+// pre-upgrade tree exactly; 'resume' reaches v2 exactly.
+func TestHostUpgradeCrash(t *testing.T) {
+	for _, fstype := range []string{"btrfs", "ext4"} {
+		t.Run(fstype, func(t *testing.T) {
+			l := newLab(t, fstype)
+			ctx := context.Background()
+			before := fingerprint(t, l.target)
+			n := upgradeSteps(t, l)
+			for i := 1; i < n; i++ {
+				for _, end := range []string{"rollback", "resume"} {
+					id := fmt.Sprintf("crash-%d-%s", i, end)
+					cmd := exec.Command(os.Args[0], "-test.run=^TestHelperUpgrade$")
+					cmd.Env = append(os.Environ(), helperEnv+"=1", "T_STORE="+l.store, "T_TARGET="+l.target, "T_STATE="+l.state,
+						"T_ID="+id, atomic.FailEnv+fmt.Sprintf("=%d:after:kill", i))
+					if out, err := cmd.CombinedOutput(); err == nil {
+						t.Fatalf("step %d: helper not killed\n%s", i, out)
+					}
+					switch end {
+					case "rollback":
+						if err := atomic.RollbackID(ctx, id, nil, atomic.WithStateDir(l.state)); err != nil {
+							t.Fatalf("step %d: rollback: %v", i, err)
+						}
+						sameFingerprint(t, fmt.Sprintf("%s: rollback after kill at step %d", fstype, i), before, fingerprint(t, l.target))
+					case "resume":
+						if err := atomic.ResumeID(ctx, id, atomic.WithStateDir(l.state)); err != nil {
+							t.Fatalf("step %d: resume: %v", i, err)
+						}
+						if r, err := Verify(l.store, l.target); err != nil || len(r.Changes) != 0 {
+							t.Fatalf("step %d: verify after resume: %+v %v", i, r, err)
+						}
+						if b, _ := os.ReadFile(filepath.Join(l.target, "var/lib/data/db")); string(b) != "precious" {
+							t.Fatalf("step %d: excluded data lost", i)
+						}
+						// back to v1 for the next round: a fresh lab would cost more
+						before = restoreV1(t, l, before)
+					}
+				}
+			}
+		})
+	}
+}
+
+// restoreV1 puts the target back to v1 by upgrading "back" with metadata
+// v2 → v1 made on the fly, then checks the fingerprint.
+func restoreV1(t *testing.T, l *lab, before map[string]string) map[string]string {
+	t.Helper()
+	md := filepath.Join(l.store, "metadata/v2/web/v1")
+	write(t, filepath.Join(md, "exclude"), "/var/lib/data\n*.log\n/etc/local.conf\n", 0o644)
+	if _, err := Upgrade(context.Background(), Request{Store: l.store, Version: "v1", Target: l.target, StateDir: l.state}); err != nil {
+		t.Fatal(err)
+	}
+	os.RemoveAll(filepath.Join(l.store, "metadata/v2"))
+	os.Remove(filepath.Join(l.target, "etc/local.conf"))
+	// mtimes of directories touched by the round trip differ: compare
+	// everything but directory mtimes
+	strip := func(m map[string]string) map[string]string {
+		o := map[string]string{}
+		for k, v := range m {
+			if (strings.HasPrefix(v, "dir ") || k == StateFile) && strings.Contains(v, " mtime=") {
+				v = v[:strings.Index(v, " mtime=")]
+			}
+			o[k] = v
+		}
+		return o
+	}
+	now := fingerprint(t, l.target)
+	sameFingerprint(t, "back at v1", strip(before), strip(now))
+	return now
+}
+
+func TestHostHostile(t *testing.T) {
+	l := newLab(t, "ext4")
+	ctx := context.Background()
+	before := fingerprint(t, l.target)
+	md := filepath.Join(l.store, "metadata/v1/web/v2")
+	unchanged := func(t *testing.T, what string) {
+		t.Helper()
+		sameFingerprint(t, what, before, fingerprint(t, l.target))
+	}
+	t.Run("dotdot in exclude", func(t *testing.T) {
+		write(t, filepath.Join(md, "exclude"), "/var/../etc\n", 0o644)
+		defer write(t, filepath.Join(md, "exclude"), "/var/lib/data\n*.log\n", 0o644)
+		_, err := Upgrade(ctx, l.req())
+		if atomic.ExitCode(err) != atomic.ExitInvalid || !strings.Contains(err.Error(), "..") {
+			t.Fatalf("err = %v", err)
+		}
+		unchanged(t, "after refused exclude")
+	})
+	t.Run("missing version", func(t *testing.T) {
+		r := l.req()
+		r.Version = "v9"
+		_, err := Upgrade(ctx, r)
+		if atomic.ExitCode(err) != atomic.ExitInvalid || !errors.Is(err, ErrNoVersion) {
+			t.Fatalf("err = %v", err)
+		}
+		unchanged(t, "after missing version")
+	})
+	t.Run("missing metadata", func(t *testing.T) {
+		os.MkdirAll(filepath.Join(l.store, "install/v3/web"), 0o755)
+		r := l.req()
+		r.Version = "v3"
+		_, err := Upgrade(ctx, r)
+		if atomic.ExitCode(err) != atomic.ExitInvalid || !errors.Is(err, ErrNoMetadata) {
+			t.Fatalf("err = %v", err)
+		}
+		unchanged(t, "after missing metadata")
+	})
+	t.Run("symlinked version in store", func(t *testing.T) {
+		os.Symlink(filepath.Join(l.store, "install/v2"), filepath.Join(l.store, "install/v4"))
+		os.MkdirAll(filepath.Join(l.store, "metadata/v1/web/v4"), 0o755)
+		r := l.req()
+		r.Version = "v4"
+		if _, err := Upgrade(ctx, r); atomic.ExitCode(err) != atomic.ExitInvalid {
+			t.Fatalf("err = %v", err)
+		}
+		unchanged(t, "after symlinked version")
+	})
+	t.Run("post hangs", func(t *testing.T) {
+		write(t, filepath.Join(md, "post"), "#!/bin/sh\nsleep 600\n", 0o755)
+		r := l.req()
+		r.HookTimeout = time.Second
+		start := time.Now()
+		_, err := Upgrade(ctx, r)
+		if atomic.ExitCode(err) != atomic.ExitRolledBack || !strings.Contains(err.Error(), "did not finish") {
+			t.Fatalf("err = %v", err)
+		}
+		if d := time.Since(start); d > 15*time.Second {
+			t.Errorf("took %s", d)
+		}
+		write(t, filepath.Join(md, "post"), "#!/bin/sh\nexit 0\n", 0o755)
+		unchanged(t, "after hung post")
+	})
+	t.Run("symlink out of the target", func(t *testing.T) {
+		outside := t.TempDir()
+		doc := filepath.Join(l.target, "usr/share/doc")
+		os.RemoveAll(doc)
+		os.Symlink(outside, doc)
+		write(t, filepath.Join(outside, "keep"), "outside", 0o644)
+		if _, err := Upgrade(ctx, l.req()); err != nil {
+			t.Fatal(err)
+		}
+		ents, _ := os.ReadDir(outside)
+		if len(ents) != 1 || ents[0].Name() != "keep" {
+			t.Fatalf("upgrade wrote through a symlink out of the target: %v", ents)
+		}
+		if fi, err := os.Lstat(doc); err != nil || !fi.IsDir() {
+			t.Fatalf("usr/share/doc is not a directory now: %v", err)
+		}
+	})
+}
+
+func TestHostDeployRefusesNonEmpty(t *testing.T) {
+	l := newLab(t, "ext4")
+	_, err := Deploy(context.Background(), Request{Store: l.store, Role: "web", Version: "v1", Target: l.target, StateDir: l.state})
+	if atomic.ExitCode(err) != atomic.ExitInvalid {
+		t.Fatalf("deploy over a deployed target: %v", err)
+	}
+}

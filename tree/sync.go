@@ -1,0 +1,479 @@
+package tree
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"runtime"
+	"sort"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// tmpPrefix starts the names of bofh's temporary files in a target; a
+// scan never reports them.
+const tmpPrefix = ".~bofh~"
+
+// Change is one difference between a tree and a target.
+type Change struct {
+	Path string `json:"path"`
+	// Kind is "added" (in the target only), "removed" (in the tree only)
+	// or "changed".
+	Kind string `json:"kind"`
+	// Details says what changed: type, content, mode, owner, symlink,
+	// xattrs, device, hardlink.
+	Details []string `json:"details,omitempty"`
+}
+
+// Diff compares a tree (want) with a target (have). With content set,
+// regular files of equal size are compared byte for byte (in parallel);
+// otherwise a different mtime counts as changed content (rsync's quick
+// check).
+func Diff(want, have *Tree, content bool) ([]Change, error) {
+	var out []Change
+	type pair struct {
+		i    int
+		a, b string
+	}
+	var pairs []pair
+	for _, w := range want.Entries {
+		h := have.Get(w.Rel)
+		if h == nil {
+			out = append(out, Change{Path: w.Rel, Kind: "removed"})
+			continue
+		}
+		d, maybe := compare(w, h, content)
+		if maybe {
+			pairs = append(pairs, pair{i: len(out), a: join(want.Root, w.Rel), b: join(have.Root, h.Rel)})
+		}
+		out = append(out, Change{Path: w.Rel, Kind: "changed", Details: d})
+	}
+	for _, h := range have.Entries {
+		if want.Get(h.Rel) == nil {
+			out = append(out, Change{Path: h.Rel, Kind: "added"})
+		}
+	}
+	if len(pairs) > 0 {
+		workers := 2 * runtime.NumCPU()
+		if workers > len(pairs) {
+			workers = len(pairs)
+		}
+		ch := make(chan pair)
+		var mu sync.Mutex
+		var firstErr error
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ba, bb := make([]byte, 128<<10), make([]byte, 128<<10)
+				for p := range ch {
+					same, err := sameFile(p.a, p.b, ba, bb)
+					mu.Lock()
+					if err != nil && firstErr == nil {
+						firstErr = err
+					}
+					if !same {
+						out[p.i].Details = append([]string{"content"}, out[p.i].Details...)
+					}
+					mu.Unlock()
+				}
+			}()
+		}
+		for _, p := range pairs {
+			ch <- p
+		}
+		close(ch)
+		wg.Wait()
+		if firstErr != nil {
+			return nil, firstErr
+		}
+	}
+	res := out[:0]
+	for _, c := range out {
+		if c.Kind != "changed" || len(c.Details) > 0 {
+			res = append(res, c)
+		}
+	}
+	sort.SliceStable(res, func(i, j int) bool { return res[i].Path < res[j].Path })
+	return res, nil
+}
+
+// compare lists the differences between two entries at the same path;
+// maybe says the content must still be compared.
+func compare(w, h *Entry, content bool) (d []string, maybe bool) {
+	if w.Type != h.Type {
+		return []string{"type"}, false
+	}
+	switch w.Type {
+	case TypeFile:
+		switch {
+		case w.Size != h.Size:
+			d = append(d, "content")
+		case content:
+			maybe = w.Size > 0
+		case w.Mtime != h.Mtime:
+			d = append(d, "content")
+		}
+	case TypeSymlink:
+		if w.Link != h.Link {
+			d = append(d, "symlink")
+		}
+	case TypeChar, TypeBlock:
+		if w.Rdev != h.Rdev {
+			d = append(d, "device")
+		}
+	}
+	if w.Type != TypeSymlink && w.Mode != h.Mode {
+		d = append(d, "mode")
+	}
+	if w.UID != h.UID || w.GID != h.GID {
+		d = append(d, "owner")
+	}
+	if !xattrsEqual(w.Xattrs, h.Xattrs) {
+		d = append(d, "xattrs")
+	}
+	return d, maybe
+}
+
+func has(ds []string, s string) bool {
+	for _, d := range ds {
+		if d == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Stats counts what a sync did.
+type Stats struct {
+	Created int   `json:"created"`
+	Updated int   `json:"updated"`
+	Meta    int   `json:"meta"`
+	Removed int   `json:"removed"`
+	Bytes   int64 `json:"bytes"`
+	// Kept lists directories not removed because excluded data is in them.
+	Kept []string `json:"kept,omitempty"`
+}
+
+// syncPlan is what a sync will do, worked out before acting.
+type syncPlan struct {
+	src, dst *Tree
+	changes  []Change
+}
+
+func planSync(srcRoot, dstRoot string, skip func(string, bool) bool) (*syncPlan, error) {
+	src, err := Scan(srcRoot, skip)
+	if err != nil {
+		return nil, fmt.Errorf("scan tree: %w", err)
+	}
+	dst, err := Scan(dstRoot, skip)
+	if err != nil {
+		return nil, fmt.Errorf("scan target: %w", err)
+	}
+	ch, err := Diff(src, dst, false)
+	if err != nil {
+		return nil, err
+	}
+	p := &syncPlan{src: src, dst: dst}
+	// hard links: a member of a group not linked to its leader in the
+	// target must be relinked
+	leaders := map[[2]uint64]*Entry{}
+	changed := map[string]bool{}
+	for _, c := range ch {
+		changed[c.Path] = true
+	}
+	var extra []Change
+	for _, e := range src.Entries {
+		if e.Type != TypeFile || e.Nlink < 2 {
+			continue
+		}
+		k := [2]uint64{e.Dev, e.Ino}
+		l, ok := leaders[k]
+		if !ok {
+			leaders[k] = e
+			continue
+		}
+		hl, hm := dst.Get(l.Rel), dst.Get(e.Rel)
+		if changed[l.Rel] || hl == nil || hm == nil || hl.Ino != hm.Ino || hl.Dev != hm.Dev {
+			if !changed[e.Rel] {
+				extra = append(extra, Change{Path: e.Rel, Kind: "changed", Details: []string{"hardlink"}})
+			}
+		}
+	}
+	ch = append(ch, extra...)
+	sort.SliceStable(ch, func(i, j int) bool { return ch[i].Path < ch[j].Path })
+	p.changes = ch
+	return p, nil
+}
+
+// paths returns every target path the plan touches, with the parents
+// whose times change.
+func (p *syncPlan) paths() []string {
+	seen := map[string]bool{}
+	for _, c := range p.changes {
+		seen[c.Path] = true
+		if c.Path != "" {
+			d := path.Dir(c.Path)
+			if d == "." {
+				d = ""
+			}
+			seen[d] = true
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for k := range seen {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// apply carries the plan out on the target.
+func (p *syncPlan) apply() (*Stats, error) {
+	st := &Stats{}
+	dstRoot, srcRoot := p.dst.Root, p.src.Root
+	// 1. removals, deepest first: paths only in the target, and the old
+	// entry of a path whose type changes
+	var rm []string
+	for _, c := range p.changes {
+		if c.Kind == "added" || (c.Kind == "changed" && has(c.Details, "type")) {
+			rm = append(rm, c.Path)
+		}
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(rm)))
+	keep := map[string]bool{}
+	for _, rel := range rm {
+		e := p.dst.Get(rel)
+		full := join(dstRoot, rel)
+		if e.Type == TypeDir {
+			if err := unix.Rmdir(full); err != nil {
+				if errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST) {
+					if p.src.Get(rel) != nil {
+						return st, fmt.Errorf("%s: a directory holding excluded data would have to become a %s", full, p.src.Get(rel).Type)
+					}
+					keep[rel] = true
+					st.Kept = append(st.Kept, rel)
+					continue
+				}
+				return st, fmt.Errorf("remove %s: %w", full, err)
+			}
+		} else if err := unix.Unlink(full); err != nil && !errors.Is(err, unix.ENOENT) {
+			return st, fmt.Errorf("remove %s: %w", full, err)
+		}
+		st.Removed++
+	}
+	// 2. creations and updates, parents first
+	dirMeta := map[string]bool{}
+	linkedTo := map[[2]uint64]string{}
+	for _, c := range p.changes {
+		if c.Kind == "added" {
+			continue
+		}
+		s := p.src.Get(c.Path)
+		full := join(dstRoot, c.Path)
+		create := c.Kind == "removed" || has(c.Details, "type")
+		if s.Type == TypeDir {
+			if create {
+				if err := unix.Mkdir(full, 0o700); err != nil {
+					return st, fmt.Errorf("mkdir %s: %w", full, err)
+				}
+				st.Created++
+			}
+			dirMeta[c.Path] = true
+			continue
+		}
+		switch {
+		case s.Type == TypeFile && s.Nlink > 1 && linkedTo[[2]uint64{s.Dev, s.Ino}] != "" && (create || has(c.Details, "hardlink") || has(c.Details, "content")):
+			if err := replaceWith(full, func(tmp string) error {
+				return unix.Link(join(dstRoot, linkedTo[[2]uint64{s.Dev, s.Ino}]), tmp)
+			}); err != nil {
+				return st, err
+			}
+			st.Updated++
+		case create || has(c.Details, "content") || has(c.Details, "symlink") || has(c.Details, "device") || has(c.Details, "hardlink"):
+			if err := replaceWith(full, func(tmp string) error { return makeEntry(srcRoot, s, tmp) }); err != nil {
+				return st, err
+			}
+			if create {
+				st.Created++
+			} else {
+				st.Updated++
+			}
+			st.Bytes += s.Size
+		default:
+			if err := applyMeta(full, s); err != nil {
+				return st, err
+			}
+			st.Meta++
+		}
+		if s.Type == TypeFile && s.Nlink > 1 {
+			k := [2]uint64{s.Dev, s.Ino}
+			if linkedTo[k] == "" {
+				linkedTo[k] = c.Path
+			}
+		}
+	}
+	// leaders that did not change still anchor their groups
+	for _, s := range p.src.Entries {
+		if s.Type == TypeFile && s.Nlink > 1 {
+			k := [2]uint64{s.Dev, s.Ino}
+			if linkedTo[k] == "" {
+				linkedTo[k] = s.Rel
+			}
+		}
+	}
+	// 3. directory metadata and times, deepest first (creating children
+	// changed the parents' mtimes)
+	for _, rel := range p.paths() {
+		if s := p.src.Get(rel); s != nil && s.Type == TypeDir && !keep[rel] {
+			dirMeta[rel] = true
+		}
+	}
+	dirs := make([]string, 0, len(dirMeta))
+	for d := range dirMeta {
+		dirs = append(dirs, d)
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(dirs)))
+	for _, rel := range dirs {
+		if err := applyMeta(join(dstRoot, rel), p.src.Get(rel)); err != nil {
+			return st, err
+		}
+	}
+	return st, syncFS(dstRoot)
+}
+
+// replaceWith makes a new entry at a temporary name beside full with
+// make, then renames it over full.
+func replaceWith(full string, mk func(tmp string) error) error {
+	tmp := path.Join(path.Dir(full), tmpPrefix+path.Base(full))
+	if len(path.Base(tmp)) > 255 {
+		tmp = path.Join(path.Dir(full), tmpPrefix+fmt.Sprintf("%d", os.Getpid()))
+	}
+	_ = unix.Unlink(tmp)
+	if err := mk(tmp); err != nil {
+		_ = unix.Unlink(tmp)
+		return fmt.Errorf("create %s: %w", full, err)
+	}
+	if err := unix.Rename(tmp, full); err != nil {
+		_ = unix.Unlink(tmp)
+		return fmt.Errorf("rename into %s: %w", full, err)
+	}
+	// rename(2) of two links to one inode does nothing: drop the spare
+	_ = unix.Unlink(tmp)
+	return nil
+}
+
+// makeEntry creates a copy of the source entry s (content, owner, mode,
+// xattrs, times) at dst, which must not exist.
+func makeEntry(srcRoot string, s *Entry, dst string) error {
+	switch s.Type {
+	case TypeFile:
+		in, err := os.OpenFile(join(srcRoot, s.Rel), os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+		if err != nil {
+			return err
+		}
+		defer in.Close()
+		out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(out, in); err != nil {
+			out.Close()
+			return err
+		}
+		if err := out.Close(); err != nil {
+			return err
+		}
+	case TypeSymlink:
+		if err := unix.Symlink(s.Link, dst); err != nil {
+			return err
+		}
+	case TypeFifo:
+		if err := unix.Mkfifo(dst, 0o600); err != nil {
+			return err
+		}
+	case TypeChar, TypeBlock:
+		m := uint32(unix.S_IFCHR)
+		if s.Type == TypeBlock {
+			m = unix.S_IFBLK
+		}
+		if err := unix.Mknod(dst, m|0o600, int(s.Rdev)); err != nil {
+			return err
+		}
+	case TypeDir:
+		if err := unix.Mkdir(dst, 0o700); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("cannot copy a %s", s.Type)
+	}
+	return applyMeta(dst, s)
+}
+
+// applyMeta sets owner, mode, xattrs and times of s on p (not following a
+// symlink). Owner first: chown clears set-id bits.
+func applyMeta(p string, s *Entry) error {
+	if err := unix.Lchown(p, int(s.UID), int(s.GID)); err != nil {
+		return fmt.Errorf("chown %s: %w", p, err)
+	}
+	if s.Type != TypeSymlink {
+		if err := unix.Fchmodat(unix.AT_FDCWD, p, s.Mode, 0); err != nil {
+			return fmt.Errorf("chmod %s: %w", p, err)
+		}
+	}
+	if err := setXattrs(p, s.Xattrs); err != nil {
+		return err
+	}
+	ts := []unix.Timespec{unix.NsecToTimespec(s.Atime), unix.NsecToTimespec(s.Mtime)}
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("set times of %s: %w", p, err)
+	}
+	return nil
+}
+
+func setXattrs(p string, want map[string][]byte) error {
+	have, err := readXattrs(p)
+	if err != nil {
+		return err
+	}
+	for k := range have {
+		if _, ok := want[k]; !ok {
+			if err := unix.Lremovexattr(p, k); err != nil && !errors.Is(err, unix.ENODATA) {
+				return fmt.Errorf("remove xattr %s of %s: %w", k, p, err)
+			}
+		}
+	}
+	keys := make([]string, 0, len(want))
+	for k := range want {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if hv, ok := have[k]; ok && string(hv) == string(want[k]) {
+			continue
+		}
+		if err := unix.Lsetxattr(p, k, want[k], 0); err != nil {
+			return fmt.Errorf("set xattr %s of %s: %w", k, p, err)
+		}
+	}
+	return nil
+}
+
+// syncFS flushes the filesystem holding dir (one syncfs instead of an
+// fsync per file).
+func syncFS(dir string) error {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", dir, err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Syncfs(fd); err != nil {
+		return fmt.Errorf("syncfs %s: %w", dir, err)
+	}
+	return nil
+}
