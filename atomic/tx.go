@@ -694,8 +694,8 @@ func ExitCode(err error) int {
 		return ExitRollbackIncomplete
 	case errors.As(err, &f):
 		return ExitRolledBack
-	case errors.Is(err, ErrInvalid):
-		return ExitInvalid
+	case errors.Is(err, ErrInvalid), errors.Is(err, ErrNotFound), errors.Is(err, ErrLocked):
+		return ExitInvalid // nothing was done
 	}
 	return ExitRolledBack
 }
