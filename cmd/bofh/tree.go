@@ -1,0 +1,171 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/bofhkit/bofh/atomic"
+	"github.com/bofhkit/bofh/tree"
+)
+
+func init() { addCommand(newTreeCmd) }
+
+func newTreeCmd(a *app) *cobra.Command {
+	var store string
+	var hookTimeout time.Duration
+	root := &cobra.Command{
+		Use:   "tree",
+		Short: "deploy, upgrade and verify file trees (eDeploy, transactional)",
+		Long: `tree installs role trees from a tree store (install/<version>/<role>/,
+metadata/<from>/<role>/<to>/{exclude,add_only,pre,post}) into a target root,
+upgrades them with a restore point (btrfs snapshot when the target is a
+subvolume, otherwise a hard-link backup of what changes), and verifies drift.
+The target's role and version live in <target>/etc/bofh-tree.json, written
+last. A post hook exiting 100 reports reboot_needed.`,
+		Example: `  bofh tree --store /srv/trees deploy web 1.0 /mnt/root
+  bofh tree --store /srv/trees test-upgrade 1.1 /mnt/root
+  bofh tree --store /srv/trees upgrade 1.1 /mnt/root -o json
+  bofh tree --store /srv/trees verify /mnt/root`,
+	}
+	root.PersistentFlags().StringVar(&store, "store", envOr("BOFH_TREE_STORE", "/var/lib/bofh/trees"), "tree store directory (env BOFH_TREE_STORE)")
+	root.PersistentFlags().DurationVar(&hookTimeout, "hook-timeout", 10*time.Minute, "time limit of each pre/post hook")
+	req := func(role, version, target string) tree.Request {
+		return tree.Request{Store: store, Role: role, Version: version, Target: target, StateDir: a.stateDir, HookTimeout: hookTimeout}
+	}
+	printOutcome := func(o *tree.Outcome, err error) error {
+		if o == nil {
+			return err
+		}
+		state := "committed"
+		if err != nil {
+			state = "rolled-back"
+			if atomic.ExitCode(err) == atomic.ExitRollbackIncomplete {
+				state = "rollback-failed"
+			}
+		}
+		if a.dryRun {
+			state = "dry-run"
+		}
+		v := map[string]any{"outcome": o, "state": state}
+		if err != nil {
+			v["error"] = err.Error()
+		}
+		_ = a.print(v, func(w io.Writer) {
+			if err == nil {
+				fmt.Fprintf(w, "%s %s → %s: %s (%s)", o.Role, o.From, o.To, state, o.TxID)
+				if o.RebootNeeded {
+					fmt.Fprint(w, "; reboot needed")
+				}
+				fmt.Fprintln(w)
+			}
+		})
+		return err
+	}
+	printReport := func(r *tree.Report) error {
+		return a.print(r, func(w io.Writer) {
+			for _, c := range r.Changes {
+				fmt.Fprintf(w, "%-8s %s %v\n", c.Kind, strconv.Quote("/"+c.Path), c.Details)
+			}
+			fmt.Fprintf(w, "%d changes\n", len(r.Changes))
+		})
+	}
+	root.AddCommand(&cobra.Command{
+		Use: "deploy ROLE VERSION TARGET", Short: "first install of a tree into an empty target", Args: exactArgs(3),
+		Example: "  bofh tree --store /srv/trees deploy web 1.0 /mnt/root",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o, err := tree.Deploy(cmd.Context(), req(args[0], args[1], args[2]), a.txOptions()...)
+			return printOutcome(o, err)
+		},
+	}, &cobra.Command{
+		Use: "upgrade VERSION TARGET", Short: "upgrade a target (snapshot, pre, sync, add_only, post, version)", Args: exactArgs(2),
+		Example: "  bofh tree --store /srv/trees upgrade 1.1 /mnt/root\n  BOFH_FAIL=3:after:error bofh tree upgrade 1.1 /mnt/root   # watch it roll back",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o, err := tree.Upgrade(cmd.Context(), req("", args[0], args[1]), a.txOptions()...)
+			return printOutcome(o, err)
+		},
+	}, &cobra.Command{
+		Use: "test-upgrade VERSION TARGET", Short: "show what an upgrade would change, changing nothing", Args: exactArgs(2),
+		Example: "  bofh tree --store /srv/trees test-upgrade 1.1 /mnt/root",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			r, err := tree.TestUpgrade(store, args[0], args[1])
+			if err != nil {
+				return err
+			}
+			return printReport(r)
+		},
+	}, &cobra.Command{
+		Use: "verify TARGET", Short: "drift between a target and the tree of its recorded version", Args: exactArgs(1),
+		Example: "  bofh tree --store /srv/trees verify /mnt/root -o json",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			r, err := tree.Verify(store, args[0])
+			if err != nil {
+				return err
+			}
+			if err := printReport(r); err != nil {
+				return err
+			}
+			if len(r.Changes) > 0 {
+				return fmt.Errorf("%d paths drifted from %s %s", len(r.Changes), r.Role, r.Version)
+			}
+			return nil
+		},
+	}, &cobra.Command{
+		Use: "list ROLE|TARGET", Short: "versions of a role and the upgrades with metadata", Args: exactArgs(1),
+		Example: "  bofh tree --store /srv/trees list web\n  bofh tree --store /srv/trees list /mnt/root",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			role, target := args[0], ""
+			if fi, err := os.Lstat(args[0]); err == nil && fi.IsDir() && args[0][0] == '/' {
+				role, target = "", args[0]
+			}
+			l, err := tree.List(store, role, target)
+			if err != nil {
+				return err
+			}
+			return a.print(l, func(w io.Writer) {
+				for _, v := range l.Versions {
+					cur := " "
+					if v == l.Current {
+						cur = "*"
+					}
+					fmt.Fprintf(w, "%s %s → %v\n", cur, v, l.Upgrades[v])
+				}
+			})
+		},
+	}, &cobra.Command{
+		Use: "diff ROLE A B", Short: "differences between two versions of a role", Args: exactArgs(3),
+		Example: "  bofh tree --store /srv/trees diff web 1.0 1.1",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			r, err := tree.DiffVersions(store, args[0], args[1], args[2])
+			if err != nil {
+				return err
+			}
+			return printReport(r)
+		},
+	}, &cobra.Command{
+		Use: "seed ROLE FROM TO", Short: "create metadata for a new upgrade pair, suggesting exclude/add_only", Args: exactArgs(3),
+		Example: "  bofh tree --store /srv/trees seed web 1.0 1.1",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if a.dryRun {
+				return usageError{fmt.Errorf("--dry-run: seed only writes metadata files; use diff")}
+			}
+			d, err := tree.Seed(store, args[0], args[1], args[2])
+			if err != nil {
+				return err
+			}
+			return a.print(map[string]string{"metadata": d}, func(w io.Writer) { fmt.Fprintln(w, d) })
+		},
+	})
+	return root
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,67 @@
+package tree
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+
+	"github.com/bofhkit/bofh/atomic"
+)
+
+// applyKill runs the first n steps of a recipe and closes the
+// transaction without committing, as a crash would leave it, so that a
+// benchmark can time atomic.RollbackID alone.
+func applyKill(ctx context.Context, rec *atomic.Recipe, stateDir string, n int) (string, error) {
+	tx, err := atomic.Begin(ctx, rec.Name, atomic.WithStateDir(stateDir))
+	if err != nil {
+		return "", err
+	}
+	defer tx.Close()
+	for i, s := range rec.Steps[:n] {
+		p, err := decodeStep(s)
+		if err != nil {
+			return "", err
+		}
+		if err := tx.Do(ctx, p, nil); err != nil {
+			return "", errors.Join(err, errors.New("step "+rec.Steps[i].ID))
+		}
+	}
+	return tx.ID(), nil // closed without commit: interrupted
+}
+
+func rollbackID(ctx context.Context, id, stateDir string) error {
+	return atomic.RollbackID(ctx, id, nil, atomic.WithStateDir(stateDir))
+}
+
+func decodeStep(s atomic.RecipeStep) (atomic.Params, error) {
+	b := mustJSON(s.With)
+	var p atomic.Params
+	var err error
+	switch s.Kind {
+	case "tree.snapshot":
+		var x SnapshotStep
+		err = jsonUnmarshal(b, &x)
+		p = x
+	case "tree.hook":
+		var x HookStep
+		err = jsonUnmarshal(b, &x)
+		p = x
+	case "tree.sync":
+		var x SyncStep
+		err = jsonUnmarshal(b, &x)
+		p = x
+	case "tree.add-only":
+		var x AddOnlyStep
+		err = jsonUnmarshal(b, &x)
+		p = x
+	case "tree.state":
+		var x StateStep
+		err = jsonUnmarshal(b, &x)
+		p = x
+	default:
+		return nil, errors.New("unexpected kind " + s.Kind)
+	}
+	return p, err
+}
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
