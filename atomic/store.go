@@ -305,11 +305,7 @@ func RollbackID(ctx context.Context, id string, skip []int, opts ...Option) erro
 	if err := ValidID(id); err != nil {
 		return err
 	}
-	spec := os.Getenv(FailEnv)
-	if o.failpoints != nil {
-		spec = *o.failpoints
-	}
-	fp, err := ParseFailpoints(spec)
+	fp, err := o.parseFailpoints()
 	if err != nil {
 		return err
 	}

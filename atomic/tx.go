@@ -190,6 +190,15 @@ func buildOptions(opts []Option) (options, error) {
 	return o, nil
 }
 
+// parseFailpoints returns the failpoints of WithFailpoints, or of BOFH_FAIL.
+func (o options) parseFailpoints() (Failpoints, error) {
+	spec := os.Getenv(FailEnv)
+	if o.failpoints != nil {
+		spec = *o.failpoints
+	}
+	return ParseFailpoints(spec)
+}
+
 // Begin opens a transaction. With WithID naming an interrupted
 // transaction, the new Tx replays it; a committed one replays to its end
 // (every step returns its recorded result, Commit does nothing).
@@ -198,11 +207,7 @@ func Begin(ctx context.Context, name string, opts ...Option) (*Tx, error) {
 	if err != nil {
 		return nil, err
 	}
-	spec := os.Getenv(FailEnv)
-	if o.failpoints != nil {
-		spec = *o.failpoints
-	}
-	fp, err := ParseFailpoints(spec)
+	fp, err := o.parseFailpoints()
 	if err != nil {
 		return nil, err
 	}
