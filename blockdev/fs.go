@@ -238,6 +238,9 @@ type Filesystem struct {
 type mkfsUndo struct {
 	// Old lists the signatures that were there (forced mkfs only).
 	Old []Signature `json:"old,omitempty"`
+	// DiskSize is the device size (forced mkfs only): the first and last
+	// MiB, where every supported superblock and table lives, are saved.
+	DiskSize int64 `json:"disk_size,omitempty"`
 }
 
 func (m Mkfs) normUUID() string {
@@ -292,6 +295,7 @@ func prepareMkfs(ctx context.Context, env *atomic.Env, m Mkfs) (atomic.Plan[mkfs
 		return plan, fmt.Errorf("%w: %s holds a %s signature; refusing to make a filesystem over it without force", atomic.ErrInvalid, m.Device, strings.Join(what, ", "))
 	}
 	plan.Undo.Old = d.Signatures
+	plan.Undo.DiskSize = d.Size
 	return plan, nil
 }
 
@@ -343,6 +347,14 @@ func doMkfs(ctx context.Context, env *atomic.Env, m Mkfs, u mkfsUndo) (Filesyste
 		if bks, err := listBackups(dir, m.Device); err != nil {
 			return Filesystem{}, err
 		} else if len(bks) == 0 { // a rerun after a crash keeps the first backups
+			if !env.DryRun {
+				if err := os.MkdirAll(dir, 0o700); err != nil {
+					return Filesystem{}, err
+				}
+				if err := backupTable(m.Device, dir, u.DiskSize); err != nil {
+					return Filesystem{}, err
+				}
+			}
 			if err := wipeBackup(ctx, env, m.Device, dir); err != nil {
 				return Filesystem{}, err
 			}
@@ -361,8 +373,10 @@ func doMkfs(ctx context.Context, env *atomic.Env, m Mkfs, u mkfsUndo) (Filesyste
 	return Filesystem{Device: m.Device, Type: m.Type, UUID: b["UUID"], Label: b["LABEL"]}, nil
 }
 
-// unmake wipes what mkfs made and writes back what was there.
-func unmake(ctx context.Context, env *atomic.Env, m Mkfs) error {
+// unmake wipes what mkfs made and writes back what was there: the saved
+// signatures and the saved first and last MiB (superblocks, tables).
+// What a forced mkfs overwrote elsewhere on the device is not restored.
+func unmake(ctx context.Context, env *atomic.Env, m Mkfs, u mkfsUndo) error {
 	if err := run.Mutate(ctx, env.Runner, "wipefs", "--all", m.Device); err != nil {
 		return fmt.Errorf("wipe new %s signature on %s: %w", m.Type, m.Device, err)
 	}
@@ -370,7 +384,12 @@ func unmake(ctx context.Context, env *atomic.Env, m Mkfs) error {
 	if err != nil {
 		return err
 	}
-	_, err = restoreBackups(env, m.Device, dir)
+	if _, err = restoreBackups(env, m.Device, dir); err != nil {
+		return err
+	}
+	if u.DiskSize > 0 {
+		_, err = restoreRegions(env, m.Device, dir, u.DiskSize)
+	}
 	return err
 }
 
@@ -389,7 +408,7 @@ func undoMkfs(ctx context.Context, env *atomic.Env, m Mkfs, u mkfsUndo, _ Filesy
 	if b["TYPE"] != m.Type && len(u.Old) == 0 {
 		return nil // already gone (or never made)
 	}
-	return unmake(ctx, env, m)
+	return unmake(ctx, env, m, u)
 }
 
 // checkMkfs reports whether the new filesystem is there. A forced mkfs
@@ -410,12 +429,10 @@ func checkMkfs(ctx context.Context, env *atomic.Env, m Mkfs, u mkfsUndo) (bool, 
 			return false, Filesystem{}, err
 		}
 		if bks, _ := listBackups(dir, m.Device); len(bks) > 0 {
-			if err := unmake(ctx, env, m); err != nil {
+			if err := unmake(ctx, env, m, u); err != nil {
 				return false, Filesystem{}, err
 			}
-			for _, bk := range bks {
-				os.Remove(bk.path)
-			}
+			os.RemoveAll(dir) // the next attempt saves the original again
 		}
 	}
 	return false, Filesystem{}, nil

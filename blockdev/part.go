@@ -224,26 +224,37 @@ func restoreTable(ctx context.Context, env *atomic.Env, device string, u tableUn
 			return err
 		}
 	}
+	done, err := restoreRegions(env, device, dir, u.DiskSize)
+	if err != nil || !done {
+		return err
+	}
+	return rereadTable(ctx, env.Runner, device)
+}
+
+// restoreRegions writes the saved first and last MiB back to device. It
+// reports false when nothing was saved (the step never acted).
+func restoreRegions(env *atomic.Env, device, dir string, size int64) (bool, error) {
 	head, err := os.ReadFile(filepath.Join(dir, "head.bin"))
 	if errors.Is(err, os.ErrNotExist) {
-		return nil // never backed up: never changed
+		return false, nil // never backed up: never changed
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	tail, err := os.ReadFile(filepath.Join(dir, "tail.bin"))
 	if err != nil {
-		return err
+		return false, err
 	}
-	if env.Dry("write the saved partition table regions back to %s", device) {
-		return nil
+	if env.Dry("write the saved first and last MiB back to %s", device) {
+		return false, nil
 	}
 	f, err := os.OpenFile(device, os.O_WRONLY, 0)
 	if err != nil {
-		return fmt.Errorf("restore table of %s: %w", device, err)
+		return false, fmt.Errorf("restore start and end of %s: %w", device, err)
 	}
-	if _, err := f.WriteAt(head, 0); err == nil {
-		_, err = f.WriteAt(tail, u.DiskSize-int64(len(tail)))
+	_, err = f.WriteAt(head, 0)
+	if err == nil {
+		_, err = f.WriteAt(tail, size-int64(len(tail)))
 	}
 	if err == nil {
 		err = f.Sync()
@@ -252,9 +263,9 @@ func restoreTable(ctx context.Context, env *atomic.Env, device string, u tableUn
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("restore table of %s: %w", device, err)
+		return false, fmt.Errorf("restore start and end of %s: %w", device, err)
 	}
-	return rereadTable(ctx, env.Runner, device)
+	return true, nil
 }
 
 // rereadTable makes the kernel's partitions match the table on disk with
