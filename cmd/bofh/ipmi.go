@@ -88,7 +88,9 @@ func newIPMICmd(a *app) *cobra.Command {
 			if _, err := a.doSteps(cmd.Context(), "ipmi bootdev "+args[0], &out, ipmi.BootDev{BMC: b, Device: args[1], Persistent: persistent, EFI: efi}); err != nil {
 				return err
 			}
-			return a.print(out, func(w io.Writer) { fmt.Fprintf(w, "boot device %s (persistent %v, efi %v)\n", out.Device, out.Persistent, out.EFI) })
+			return a.print(out, func(w io.Writer) {
+				fmt.Fprintf(w, "boot device %s (persistent %v, efi %v)\n", out.Device, out.Persistent, out.EFI)
+			})
 		},
 	}
 	bootdev.Flags().BoolVar(&persistent, "persistent", false, "for every boot, not only the next")
