@@ -1,12 +1,17 @@
 package drbd
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/bofhkit/bofh/atomic"
+	"github.com/bofhkit/bofh/run"
 )
 
 // Status is the state of one resource on this node, decoded from
@@ -303,4 +308,102 @@ func StatusFromProc(name string, m ProcMinor) (Status, bool) {
 	}
 	s.Connections = []ConnStatus{{State: conn, PeerRole: m.PeerRole, PeerDevices: []PeerDeviceStatus{pd}}}
 	return s, true
+}
+
+// ProcDRBD is the path of the DRBD 8.4 status file (read with `cat`
+// through the Runner, so remote runners and transcript tests see it).
+const ProcDRBD = "/proc/drbd"
+
+// ErrNotUp is returned by [ResourceStatus] for a resource that is not up.
+var ErrNotUp = errors.New("DRBD resource not up")
+
+// ResourceStatus returns a resource's status: from `drbdsetup status
+// --json NAME` on DRBD 9, and on DRBD 8.4 (where drbdsetup has no JSON and
+// exits 20) from /proc/drbd at the resource's minor (`drbdadm sh-minor`).
+func ResourceStatus(ctx context.Context, r run.Runner, name string) (*Status, error) {
+	out, err := run.Output(ctx, r, "drbdsetup", "status", "--json", name)
+	if err == nil {
+		sts, err := ParseStatusJSON(out)
+		if err != nil {
+			return nil, err
+		}
+		for i := range sts {
+			if sts[i].Name == name {
+				return &sts[i], nil
+			}
+		}
+		return nil, fmt.Errorf("%s: %w", name, ErrNotUp)
+	}
+	if IsNotUp(err) {
+		return nil, fmt.Errorf("%s: %w", name, ErrNotUp)
+	}
+	if !run.StderrContains(err, "unrecognized option") {
+		return nil, fmt.Errorf("drbdsetup status %s: %w", name, err)
+	}
+	mo, err := run.Output(ctx, r, "drbdadm", "sh-minor", name)
+	if err != nil {
+		if IsNotDefined(err) {
+			return nil, fmt.Errorf("%w: resource %s is not defined in the DRBD configuration", atomic.ErrInvalid, name)
+		}
+		return nil, fmt.Errorf("drbdadm sh-minor %s: %w", name, err)
+	}
+	minor, err := strconv.Atoi(strings.TrimSpace(firstLine(mo)))
+	if err != nil {
+		return nil, fmt.Errorf("drbdadm sh-minor %s: %q", name, mo)
+	}
+	data, err := run.Output(ctx, r, "cat", ProcDRBD)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", ProcDRBD, err)
+	}
+	p, err := ParseProc(data)
+	if err != nil {
+		return nil, err
+	}
+	m, ok := p.Get(minor)
+	if !ok {
+		return nil, fmt.Errorf("%s: %w", name, ErrNotUp)
+	}
+	st, ok := StatusFromProc(name, m)
+	if !ok {
+		return nil, fmt.Errorf("%s: %w", name, ErrNotUp)
+	}
+	return &st, nil
+}
+
+func firstLine(b []byte) string {
+	l, _, _ := strings.Cut(string(b), "\n")
+	return l
+}
+
+// WaitSync polls the resource's status every interval until no resync
+// or verify runs, reporting progress to fn (if not nil).
+func WaitSync(ctx context.Context, r run.Runner, name string, interval time.Duration, fn func(Progress)) error {
+	if interval <= 0 {
+		interval = time.Second
+	}
+	for {
+		st, err := ResourceStatus(ctx, r, name)
+		if err != nil {
+			return err
+		}
+		var p *Progress
+		for _, c := range st.Connections {
+			for _, pd := range c.PeerDevices {
+				if pd.Sync != nil {
+					p = pd.Sync
+				}
+			}
+		}
+		if p == nil && !st.Syncing() {
+			return nil
+		}
+		if p != nil && fn != nil {
+			fn(*p)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for %s: %w", name, ctx.Err())
+		case <-time.After(interval):
+		}
+	}
 }

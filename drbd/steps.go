@@ -401,7 +401,11 @@ func IsNotDefined(err error) bool {
 // IsNotUp reports whether a drbdsetup/drbdadm error says the resource or
 // minor is not configured in the kernel.
 func IsNotUp(err error) bool {
-	return run.StderrContains(err, "No such resource", "Unknown resource", "not configured", "Unconfigured", "No such device", "Missing disk config")
+	// drbd-utils 9.22 on DRBD 8.4 (captured): "0: Failure: (127) Device
+	// minor not allocated … unknown minor", exit 10; DRBD 9: "No such
+	// resource".
+	return run.StderrContains(err, "Device minor not allocated", "unknown minor", "No such resource",
+		"Unknown resource", "not configured", "Unconfigured")
 }
 
 // WriteConfig is the drbd.config.write step.

@@ -212,8 +212,11 @@ func Examine(ctx context.Context, r run.Runner, dev string) (*Superblock, error)
 // IsNotActive reports whether a mdadm error says the array is not running
 // (or its device node does not exist).
 func IsNotActive(err error) bool {
+	// mdadm 4.2 (captured): "cannot open /dev/md1: No such file or
+	// directory" for a missing node, "Array associated with md device
+	// /dev/md7 does not exist." for a node without an array.
 	return run.StderrContains(err, "does not appear to be active", "No such file or directory",
-		"cannot open", "is not an md array", "does not appear to be an md device")
+		"cannot open", "Array associated with md device", "is not an md array")
 }
 
 // IsNoSuperblock reports whether `mdadm --examine` found no superblock.

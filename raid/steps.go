@@ -204,15 +204,27 @@ func doCreate(ctx context.Context, env *atomic.Env, c Create, _ createUndo) (Arr
 	return *a, nil
 }
 
-func checkCreate(ctx context.Context, env *atomic.Env, c Create, _ createUndo) (bool, Array, error) {
+// checkCreate reports any trace of the create: the array running, or a
+// member holding a superblock it did not hold before (mdadm died after
+// writing some). Undo then removes whatever is there.
+func checkCreate(ctx context.Context, env *atomic.Env, c Create, u createUndo) (bool, Array, error) {
 	a, err := Detail(ctx, env.Runner, c.Device)
-	if errors.Is(err, ErrNotActive) {
-		return false, Array{}, nil
+	if err == nil {
+		return true, *a, nil
 	}
-	if err != nil {
+	if !errors.Is(err, ErrNotActive) {
 		return false, Array{}, err
 	}
-	return true, *a, nil
+	for _, d := range c.members() {
+		sb, err := Examine(ctx, env.Runner, d)
+		if err != nil {
+			return false, Array{}, err
+		}
+		if before, known := u.Before[d]; sb != nil && known && sb.UUID != before {
+			return true, Array{}, nil
+		}
+	}
+	return false, Array{}, nil
 }
 
 // stopIf stops dev if it is running and (when uuid is set) is that array.
