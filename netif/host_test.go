@@ -219,6 +219,9 @@ func TestRecipeCommit(t *testing.T) {
 	if a := got["base0"].Addrs; len(a) != 0 {
 		t.Errorf("base0 addresses %v, want none", a)
 	}
+	if main, err := Routes(ns, false); err != nil || len(main) == 0 {
+		t.Fatalf("main table routes: %v %v", main, err)
+	}
 	routes, err := Routes(ns, true)
 	if err != nil {
 		t.Fatal(err)

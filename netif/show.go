@@ -87,7 +87,7 @@ func Routes(ns string, all bool) ([]Route, error) {
 		if all {
 			rs, err = h.RouteListFiltered(fam, &netlink.Route{}, netlink.RT_FILTER_TABLE)
 		} else {
-			rs, err = h.RouteListFiltered(fam, nil, 0)
+			rs, err = h.RouteListFiltered(fam, &netlink.Route{}, 0)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("list routes%s: %w", where(ns), err)
