@@ -91,7 +91,9 @@ func validateDevices(devs []string) error {
 
 // checkBlockDevice makes sure dev exists and is a block device (bad input
 // otherwise). In a dry run a missing device is reported the same way.
-func checkBlockDevice(dev string) error {
+var checkBlockDevice = isBlockDevice
+
+func isBlockDevice(dev string) error {
 	fi, err := os.Stat(dev)
 	if err != nil {
 		return invalid("device %s: %w", dev, err)

@@ -96,22 +96,22 @@ func TestParseReportBad(t *testing.T) {
 
 func TestLVType(t *testing.T) {
 	tests := []struct {
-		attr, seg string
-		layout    []string
-		want      string
+		attr   string
+		layout []string
+		want   string
 	}{
-		{"-wi-a-----", "linear", []string{"linear"}, TypeLinear},
-		{"-wi-a-----", "striped", []string{"striped"}, "striped"},
-		{"owi-a-s---", "linear", []string{"linear"}, TypeLinear},
-		{"swi-a-s---", "linear", []string{"linear"}, TypeSnapshot},
-		{"twi-aotz--", "thin-pool", []string{"thin", "pool"}, TypeThinPool},
-		{"Vwi-a-tz--", "thin", []string{"thin", "sparse"}, TypeThin},
-		{"", "", []string{"thin", "pool"}, TypeThinPool},
-		{"", "", nil, ""},
+		{"-wi-a-----", []string{"linear"}, TypeLinear},
+		{"-wi-a-----", []string{"striped"}, "striped"},
+		{"owi-a-s---", []string{"linear"}, TypeLinear},
+		{"swi-a-s---", []string{"linear"}, TypeSnapshot},
+		{"twi-aotz--", []string{"thin", "pool"}, TypeThinPool},
+		{"Vwi-a-tz--", []string{"thin", "sparse"}, TypeThin},
+		{"", []string{"thin", "pool"}, TypeThinPool},
+		{"", nil, ""},
 	}
 	for _, tt := range tests {
-		if got := lvType(tt.attr, tt.seg, tt.layout); got != tt.want {
-			t.Errorf("lvType(%q, %q, %v) = %q, want %q", tt.attr, tt.seg, tt.layout, got, tt.want)
+		if got := lvType(tt.attr, tt.layout); got != tt.want {
+			t.Errorf("lvType(%q, %v) = %q, want %q", tt.attr, tt.layout, got, tt.want)
 		}
 	}
 }

@@ -157,7 +157,9 @@ func (z Size) Args() []string {
 	case z.Extents > 0:
 		return []string{"-l", fmt.Sprintf("%s%d", sign, z.Extents)}
 	}
-	return []string{"-L", fmt.Sprintf("%s%db", sign, z.Bytes)}
+	// LVM wants a whole number of 512-byte sectors; it rounds up to
+	// extents anyway
+	return []string{"-L", fmt.Sprintf("%s%db", sign, (z.Bytes+511)/512*512)}
 }
 
 // ExtentsIn works out how many extents the size means in vg, for an LV
