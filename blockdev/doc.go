@@ -21,7 +21,6 @@
 //   - part.delete: remove a partition; undo restores the previous table bytes
 //   - mount:       mount a device (options, bind, read-only); undo unmounts
 //   - umount:      unmount; undo mounts it again with the same options
-//   - fs.resize:   grow or shrink a loop file or device and its filesystem
-//     in the right order; undo resizes back (xfs cannot shrink: its undo
-//     leaves the grown filesystem in place)
+//
+// Resize stacks (fs.resize) are not written yet.
 package blockdev
