@@ -2,8 +2,7 @@
 // prepare disks: lsblk, blkid, wipefs and findmnt for probing; losetup for
 // loop devices; wipefs and mkfs.{ext4,xfs,btrfs,vfat} for signatures and
 // filesystems; partition tables through go-diskfs (GPT and MBR); mount and
-// umount, with a MountPool of site-configured mountpoints; and resize
-// stacks (device → layers → filesystem) for ext4, xfs and btrfs.
+// umount, with a MountPool of site-configured mountpoints.
 //
 // Probing prefers one machine-readable call over many: Probe asks lsblk
 // (-J -b) about every device at once and wipefs (-J) for the signatures of
