@@ -599,4 +599,3 @@ func (c *Client) UndefineNetwork(name string) error {
 	}
 	return nil
 }
-

@@ -82,11 +82,18 @@ func checkText(what, s string) error {
 		return fmt.Errorf("%s: longer than 4096 bytes", what)
 	}
 	for _, r := range s {
-		if unicode.IsControl(r) || r == unicode.ReplacementChar {
+		if unicode.IsControl(r) || r == unicode.ReplacementChar || !xmlChar(r) {
 			return fmt.Errorf("%s %q: control or invalid characters", what, s)
 		}
 	}
 	return nil
+}
+
+// xmlChar reports whether XML 1.0 can carry r (the encoder would replace
+// it, and the value would not come back as given).
+func xmlChar(r rune) bool {
+	return r == 0x09 || r == 0x0A || r == 0x0D || r >= 0x20 && r <= 0xD7FF ||
+		r >= 0xE000 && r <= 0xFFFD || r >= 0x10000 && r <= 0x10FFFF
 }
 
 func checkAbs(what, p string) error {
