@@ -718,7 +718,12 @@ func undoCreateMD(ctx context.Context, env *atomic.Env, c CreateMD, _ mdUndo, _ 
 	if err != nil || !has {
 		return err
 	}
-	return adm(ctx, env.Runner, "wipe-md", "--force", c.Resource)
+	// drbdadm passes options after "--" to drbdmeta; "wipe-md --force"
+	// is refused and plain wipe-md asks for confirmation (captured).
+	if err := run.Mutate(ctx, env.Runner, "drbdadm", "--", "--force", "wipe-md", c.Resource); err != nil {
+		return fmt.Errorf("drbdadm wipe-md %s: %w", c.Resource, err)
+	}
+	return nil
 }
 
 func checkCreateMD(ctx context.Context, env *atomic.Env, c CreateMD, _ mdUndo) (bool, struct{}, error) {

@@ -8,7 +8,12 @@ ip link set lo up; ip addr add 10.99.9.1/32 dev lo; ip addr add 10.99.9.2/32 dev
 truncate -s 64M a.img b.img; losetup /dev/loop0 a.img; losetup /dev/loop1 b.img
 H=$(hostname)
 mkdir -p /etc/drbd.d
-echo 'include "/etc/drbd.d/*.res";' >/etc/drbd.conf
+echo 'include "/etc/drbd.d/ra.res";' >/etc/drbd-a.conf
+echo 'include "/etc/drbd.d/rb.res";' >/etc/drbd-b.conf
+ln -sf /etc/drbd-a.conf /etc/drbd.conf
+# drbdadm refuses one IP:port in two resources of one config: give each
+# resource its own config file (-c) so they replicate to each other.
+A="drbdadm -c /etc/drbd-a.conf"; B="drbdadm -c /etc/drbd-b.conf"
 cat >/etc/drbd.d/ra.res <<X
 resource ra {
   net { protocol C; }
@@ -25,35 +30,35 @@ resource rb {
   on peerb { device /dev/drbd1 minor 1; disk /dev/loop1; address 10.99.9.1:7789; meta-disk internal; }
 }
 X
-drbdadm create-md --force ra 2>&1; drbdadm create-md --force rb 2>&1
-sec sh-ll-dev; drbdadm sh-ll-dev ra; echo "rc=$?"
-sec dump-md-ok; drbdadm dump-md ra 2>&1 | head -3; echo "rc=$?"
-drbdadm up ra 2>&1; echo "up rc=$?"
+$A create-md --force ra 2>&1; $B create-md --force rb 2>&1
+sec sh-ll-dev; $A sh-ll-dev ra; echo "rc=$?"
+sec dump-md-ok; $A dump-md ra 2>&1 | head -3; echo "rc=$?"
+$A up ra 2>&1; echo "up rc=$?"
 sec proc-drbd-wfconnection; cat /proc/drbd
-sec role-up; drbdadm role ra; echo "rc=$?"
-sec cstate-up; drbdadm cstate ra; echo "rc=$?"
-sec dump-md-up; drbdadm dump-md ra 2>&1 | head -3; echo "rc=$?"
-drbdadm up rb 2>&1; echo "up rc=$?"
+sec role-up; $A role ra; echo "rc=$?"
+sec cstate-up; $A cstate ra; echo "rc=$?"
+sec dump-md-up; $A dump-md ra 2>&1 | head -3; echo "rc=$?"
+$B up rb 2>&1; echo "up rc=$?"
 sleep 3
 sec proc-drbd-connected; cat /proc/drbd
-drbdadm primary --force ra 2>&1; echo "primary rc=$?"
+$A primary --force ra 2>&1; echo "primary rc=$?"
 sleep 2
 sec proc-drbd-sync; cat /proc/drbd
-sec role-primary; drbdadm role ra; drbdadm role rb
-sec cstate-sync; drbdadm cstate ra; drbdadm cstate rb
-sec dstate-sync; drbdadm dstate ra; drbdadm dstate rb
-drbdsetup-84 wait-sync 0 2>&1 || drbdadm wait-sync ra 2>&1 || sleep 20
+sec role-primary; $A role ra; $B role rb
+sec cstate-sync; $A cstate ra; $B cstate rb
+sec dstate-sync; $A dstate ra; $B dstate rb
+for i in $(seq 1 60); do grep -q "sync.ed" /proc/drbd || break; sleep 1; done
 sec proc-drbd-synced; cat /proc/drbd
-drbdadm verify ra 2>&1; sleep 1
+$A verify ra 2>&1; sleep 1
 sec proc-drbd-verify; cat /proc/drbd
-drbdadm disconnect ra 2>&1
+$A disconnect ra 2>&1
 sec proc-drbd-standalone; cat /proc/drbd
-sec cstate-standalone; drbdadm cstate ra
-sec primary-busy; mkdir -p /mnt/d; mkfs.ext4 -q /dev/drbd0; mount /dev/drbd0 /mnt/d; drbdadm secondary ra 2>&1; echo "rc=$?"; umount /mnt/d
-drbdadm down ra 2>&1; drbdadm down rb 2>&1
+sec cstate-standalone; $A cstate ra
+sec primary-busy; mkdir -p /mnt/d; mkfs.ext4 -q /dev/drbd0; mount /dev/drbd0 /mnt/d; $A secondary ra 2>&1; echo "rc=$?"; umount /mnt/d
+$A down ra 2>&1; $B down rb 2>&1
 sec proc-drbd-down; cat /proc/drbd
-sec wipe-md-dashdash; drbdadm -- --force wipe-md ra 2>&1; echo "rc=$?"
-sec dump-md-wiped; drbdadm dump-md ra 2>&1 | head -3; echo "rc=$?"
-sec wipe-md-after; drbdadm wipe-md rb --force 2>&1; echo "rc=$?"
-sec not-defined; drbdadm role nosuch 2>&1; echo "rc=$?"; drbdadm sh-ll-dev nosuch 2>&1; echo "rc=$?"
+sec wipe-md-dashdash; $A -- --force wipe-md ra 2>&1; echo "rc=$?"
+sec dump-md-wiped; $A dump-md ra 2>&1 | head -3; echo "rc=$?"
+sec wipe-md-after; $B wipe-md rb --force 2>&1; echo "rc=$?"
+sec not-defined; $A role nosuch 2>&1; echo "rc=$?"; $A sh-ll-dev nosuch 2>&1; echo "rc=$?"
 sec end
