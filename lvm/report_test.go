@@ -117,7 +117,7 @@ func TestLVType(t *testing.T) {
 }
 
 func FuzzParseReport(f *testing.F) {
-	for _, n := range []string{"fullreport-2.03.16-full_opts.json", "fullreport-2.03.16-full_default.json", "fullreport-2.03.16-empty.json"} {
+	for _, n := range []string{"fullreport-2.03.16-full.json", "fullreport-2.03.16-orphans.json", "fullreport-2.03.16-full_opts.json", "fullreport-2.03.16-full_default.json", "fullreport-2.03.16-empty.json"} {
 		f.Add(readCapture(f, n))
 	}
 	f.Add([]byte(`{"report":[{"vg":[{"vg_name":"a"}],"pv":[{"pv_name":"/dev/x","vg_name":""}]}]}`))
@@ -138,4 +138,41 @@ func FuzzParseReport(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestParseReportCapturedSnapshotsAndOrphans(t *testing.T) {
+	rep, err := ParseReport(readCapture(t, "fullreport-2.03.16-full.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]struct{ typ, origin, pool string }{
+		"odd": {TypeLinear, "", ""}, "pool": {TypeThinPool, "", ""}, "thin1": {TypeThin, "", "pool"},
+		"thinsnap": {TypeThin, "thin1", "pool"}, "web": {TypeLinear, "", ""}, "websnap": {TypeSnapshot, "web", ""},
+	}
+	if len(rep.LVs) != len(want) {
+		t.Fatalf("%d LVs, want %d", len(rep.LVs), len(want))
+	}
+	for _, lv := range rep.LVs {
+		w := want[lv.Name]
+		if lv.Type != w.typ || lv.Origin != w.origin || lv.Pool != w.pool || lv.VG != "vg0" {
+			t.Errorf("%s: %+v, want %+v", lv.Name, lv, w)
+		}
+	}
+	if l := rep.LV("vg0", "web"); !hasTag(l.Tags, "bofh_tx_20261121T101500-ab12cd") || l.Size != 16<<20 {
+		t.Errorf("web: %+v", l)
+	}
+	if deps := rep.Dependents("vg0", "web"); len(deps) != 1 || deps[0].Name != "websnap" {
+		t.Errorf("web dependents: %v", deps)
+	}
+	if pv := rep.PV("/dev/loop2"); pv == nil || pv.VG != "" {
+		t.Errorf("orphan PV /dev/loop2: %+v", pv)
+	}
+	orph, err := ParseReport(readCapture(t, "fullreport-2.03.16-orphans.json"))
+	if err != nil || len(orph.PVs) != 3 || len(orph.VGs) != 0 || orph.PVs[0].VG != "" {
+		t.Fatalf("orphans: %+v, %v", orph, err)
+	}
+	merged, err := ParseReport(readCapture(t, "fullreport-2.03.16-after_merge.json"))
+	if err != nil || merged.LV("vg0", "websnap") != nil || merged.LV("vg0", "thinsnap") != nil || merged.LV("vg0", "web").Type != TypeLinear {
+		t.Fatalf("after merge: %+v, %v", merged, err)
+	}
 }
