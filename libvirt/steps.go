@@ -26,7 +26,7 @@ func init() {
 		Prepare: prepareDestroy, Do: doDestroy, Undo: undoDestroy, Check: checkDestroyed,
 	})
 	atomic.Register(atomic.Def[UndefineDomain, struct{}, struct{}]{
-		Doc:          "undefine a shut-off domain (irreversible: runs at commit)",
+		Doc:          "undefine a shut-off domain; no undo (a domain we did not define cannot be brought back exactly)",
 		Irreversible: true,
 		Prepare:      prepareUndefine, Do: doUndefine, Check: checkUndefine,
 	})
