@@ -22,7 +22,7 @@ func readCapture(t testing.TB, name string) string {
 	return string(b)
 }
 
-const noMD = "No valid meta data found"
+
 
 type drbdScript struct {
 	t   *testing.T
@@ -43,7 +43,7 @@ func (s drbdScript) prepare(f *run.Fake, i int) {
 	case 2:
 		f.Expect("drbdadm", "sh-ll-dev", "data").Out("/dev/loop0\n")
 		s.down(f)
-		f.Expect("drbdadm", "dump-md", "data").Fail(255, noMD)
+		f.Expect("drbdadm", "dump-md", "data").Fail(255, readCapture(s.t, "drbdadm-dump-md-none.txt"))
 		f.Expect("blkid", "-p", "-o", "export", "/dev/loop0").Fail(2, "")
 	case 3:
 		s.down(f)
@@ -67,7 +67,7 @@ func (s drbdScript) check(f *run.Fake, i int) {
 	switch i {
 	case 2:
 		s.down(f)
-		f.Expect("drbdadm", "dump-md", "data").Fail(255, noMD)
+		f.Expect("drbdadm", "dump-md", "data").Fail(255, readCapture(s.t, "drbdadm-dump-md-none.txt"))
 	case 3:
 		s.down(f)
 	case 4:
@@ -195,7 +195,7 @@ func TestDRBDBadInput(t *testing.T) {
 		f := run.NewFake(t)
 		f.Expect("drbdadm", "sh-ll-dev", "data").Out("/dev/loop0\n")
 		f.Expect("drbdadm", "role", "data").Fail(10, readCapture(t, "drbdadm-role-down.txt"))
-		f.Expect("drbdadm", "dump-md", "data").Fail(255, noMD)
+		f.Expect("drbdadm", "dump-md", "data").Fail(255, readCapture(t, "drbdadm-dump-md-none.txt"))
 		f.Expect("blkid", "-p", "-o", "export", "/dev/loop0").Out("TYPE=ext4\n")
 		err := runDRBD(t, f, "", []atomic.Params{CreateMD{Resource: "data"}})
 		if atomic.ExitCode(err) != 2 || !strings.Contains(err.Error(), "ext4 signature") {
