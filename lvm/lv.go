@@ -26,7 +26,7 @@ func init() {
 		Do:           doLVRemove,
 		Check:        checkLVRemove,
 	})
-	atomic.Register(atomic.Def[SetAsideLV, struct{}, LV]{
+	atomic.Register(atomic.Def[SetAsideLV, setAsideUndo, LV]{
 		Doc:     "rename a logical volume out of the way and deactivate it, keeping its data until a later lvm.lv.remove of the aside name at commit; undo puts it back",
 		Prepare: prepareLVSetAside,
 		Do:      doLVSetAside,
@@ -385,8 +385,8 @@ func checkLVRemove(ctx context.Context, env *atomic.Env, p RemoveLV, _ struct{})
 // AsideName(txID, name) (tagged bofh_tx_<id>), so the name is free for the
 // rest of the transaction while the data stays. Follow it with
 // lvm.lv.remove of the aside name (its result's name): that runs at commit.
-// If the transaction rolls back before, undo renames the LV back and
-// reactivates it if it was active.
+// If the transaction rolls back before, undo renames the LV back, drops the
+// tag and reactivates it if it was active.
 type SetAsideLV struct {
 	VG   string `json:"vg" doc:"volume group"`
 	Name string `json:"name" doc:"LV to set aside"`
@@ -410,8 +410,12 @@ func AsideName(txID, name string) string {
 	return "bofh-aside-" + hex.EncodeToString(h[:8])
 }
 
-func prepareLVSetAside(ctx context.Context, env *atomic.Env, p SetAsideLV) (atomic.Plan[struct{}, LV], error) {
-	var plan atomic.Plan[struct{}, LV]
+type setAsideUndo struct {
+	WasActive bool `json:"was_active"`
+}
+
+func prepareLVSetAside(ctx context.Context, env *atomic.Env, p SetAsideLV) (atomic.Plan[setAsideUndo, LV], error) {
+	var plan atomic.Plan[setAsideUndo, LV]
 	rep, _, err := queryVG(ctx, env, p.VG)
 	if err != nil {
 		return plan, err
@@ -428,10 +432,11 @@ func prepareLVSetAside(ctx context.Context, env *atomic.Env, p SetAsideLV) (atom
 	case lv.Type == TypeThinPool || len(rep.Dependents(p.VG, p.Name)) > 0:
 		return plan, invalid("%w: %s has thin LVs or snapshots: set those aside or remove them first", ErrInUse, lv.FullName())
 	}
+	plan.Undo.WasActive = lv.Active
 	return plan, nil
 }
 
-func doLVSetAside(ctx context.Context, env *atomic.Env, p SetAsideLV, _ struct{}) (LV, error) {
+func doLVSetAside(ctx context.Context, env *atomic.Env, p SetAsideLV, _ setAsideUndo) (LV, error) {
 	aside := AsideName(env.TxID, p.Name)
 	if err := mutate(ctx, env, "lvchange", "-an", p.VG+"/"+p.Name); err != nil {
 		return LV{}, err
@@ -445,7 +450,7 @@ func doLVSetAside(ctx context.Context, env *atomic.Env, p SetAsideLV, _ struct{}
 	return resultLV(ctx, env, p.VG, aside)
 }
 
-func undoLVSetAside(ctx context.Context, env *atomic.Env, p SetAsideLV, _ struct{}, _ LV) error {
+func undoLVSetAside(ctx context.Context, env *atomic.Env, p SetAsideLV, u setAsideUndo, _ LV) error {
 	rep, _, err := queryVG(ctx, env, p.VG)
 	if err != nil {
 		return err
@@ -465,12 +470,15 @@ func undoLVSetAside(ctx context.Context, env *atomic.Env, p SetAsideLV, _ struct
 			}
 		}
 	}
-	// deactivation was the first thing Do did: make the LV active again
+	// deactivation was the first thing Do did
+	if !u.WasActive {
+		return nil
+	}
 	_, err = setActiveIfPresent(ctx, env, p.VG, p.Name, true)
 	return err
 }
 
-func checkLVSetAside(ctx context.Context, env *atomic.Env, p SetAsideLV, _ struct{}) (bool, LV, error) {
+func checkLVSetAside(ctx context.Context, env *atomic.Env, p SetAsideLV, _ setAsideUndo) (bool, LV, error) {
 	rep, _, err := queryVG(ctx, env, p.VG)
 	if err != nil {
 		return false, LV{}, err

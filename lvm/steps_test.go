@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -15,12 +16,11 @@ import (
 	"github.com/bofhkit/bofh/run"
 )
 
-func TestMain(m *testing.M) {
-	// transcript tests name devices that need not exist on the host
-	if os.Getenv("BOFH_IN_VM") == "" {
-		checkBlockDevice = func(string) error { return nil }
-	}
-	os.Exit(m.Run())
+// fakeDevices lets transcript tests name devices that do not exist.
+func fakeDevices(t *testing.T) {
+	old := checkBlockDevice
+	checkBlockDevice = func(string) error { return nil }
+	t.Cleanup(func() { checkBlockDevice = old })
 }
 
 const txID = "20261121T101500-ab12cd"
@@ -68,6 +68,7 @@ func all(vgs ...string) []string { return ReportArgs(vgs...) }
 // TestTranscripts checks the exact argv of every operation: the probe,
 // the command, the result query, and for a failure the undo.
 func TestTranscripts(t *testing.T) {
+	fakeDevices(t)
 	base := baseReport()
 	same := encodeReport(base)
 	vg0 := encodeReport(&Report{VGs: base.VGs, PVs: base.PVsOf("vg0"), LVs: base.LVs})
@@ -216,6 +217,7 @@ func TestTranscripts(t *testing.T) {
 // TestBadInput: invalid names, sizes, missing objects and no space are bad
 // input (exit 2) and run no mutation.
 func TestBadInput(t *testing.T) {
+	fakeDevices(t)
 	base := baseReport()
 	tests := []struct {
 		name string
@@ -294,6 +296,7 @@ var workflow = []struct {
 // order up to the failure, then exactly the reverse undo sequence; and
 // that the simulated LVM is back where it started.
 func TestWorkflowFailureMatrix(t *testing.T) {
+	fakeDevices(t)
 	var steps []atomic.Params
 	for _, w := range workflow {
 		steps = append(steps, w.step)
@@ -355,6 +358,7 @@ func TestUndoRefusesForeignLV(t *testing.T) {
 // naive approach (one query per object: pvs/vgs/lvs for the probe and the
 // result) and per state query.
 func TestCommandCounts(t *testing.T) {
+	fakeDevices(t)
 	for i, w := range workflow {
 		s := newSim()
 		var prev []atomic.Params
@@ -374,5 +378,71 @@ func TestCommandCounts(t *testing.T) {
 		if len(s.calls) > 3 {
 			t.Errorf("%s ran %d commands, want at most 3", w.step.StepKind(), len(s.calls))
 		}
+	}
+}
+
+// TestRecipesValid: the example recipes under recipes/lvm validate.
+func TestRecipesValid(t *testing.T) {
+	files, _ := filepath.Glob("../recipes/lvm/*.yaml")
+	if len(files) == 0 {
+		t.Fatal("no recipes under recipes/lvm")
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := atomic.ParseRecipe(b)
+		if err == nil {
+			err = r.Validate()
+		}
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
+
+// TestDryRun: a dry run probes, prints the commands and changes nothing.
+func TestDryRun(t *testing.T) {
+	fakeDevices(t)
+	s := &sim{rep: *baseReport()}
+	var out strings.Builder
+	err := atomic.Run(context.Background(), "dry", func(tx *atomic.Tx) error {
+		for _, p := range []atomic.Params{
+			CreateLV{VG: "vg0", Name: "db", Size: "8M"},
+			RenameLV{VG: "vg0", Name: "web", NewName: "www"},
+			RemoveLV{VG: "vg0", Name: "web"},
+		} {
+			if err := tx.Do(context.Background(), p, nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, atomic.WithStateDir(t.TempDir()), atomic.WithRunner(s), atomic.WithDryRun(&out), atomic.WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := s.mutations(); len(m) > 0 {
+		t.Errorf("a dry run ran %q", m)
+	}
+	for _, want := range []string{"would run: lvcreate -y -n db -L 8388608b --addtag bofh_tx_dry-run vg0", "would run: lvrename vg0 web www", "would run: lvremove -y vg0/web"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("dry-run output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// TestOrphans: tagged objects of transactions that did not commit.
+func TestOrphans(t *testing.T) {
+	rep := &Report{
+		VGs: []VG{{Name: "vg0", Tags: []string{TxTag("committed")}}, {Name: "vg1", Tags: []string{TxTag("gone")}}},
+		LVs: []LV{{VG: "vg0", Name: "a", Tags: []string{"x", TxTag("crashed")}}, {VG: "vg0", Name: "b", Tags: []string{TxTag("running")}},
+			{VG: "vg0", Name: "c"}, {VG: "vg0", Name: "d", Tags: []string{TxTag("rb")}}},
+	}
+	got := Orphans(rep, []atomic.Summary{{ID: "committed", State: atomic.StateCommitted}, {ID: "crashed", State: atomic.StateInterrupted},
+		{ID: "running", State: atomic.StateRunning}, {ID: "rb", State: atomic.StateRollbackFailed}})
+	want := []Orphan{{"lv", "vg0/a", "crashed", "interrupted"}, {"lv", "vg0/d", "rb", "rollback-failed"}, {"vg", "vg1", "gone", StateUnknown}}
+	if !slices.Equal(got, want) {
+		t.Errorf("Orphans = %+v, want %+v", got, want)
 	}
 }
