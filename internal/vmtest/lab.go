@@ -337,3 +337,24 @@ func ensureInitramfs(cache, kdir, ver string) (string, error) {
 	}
 	return path, nil
 }
+
+// CheckHost reports whether the host has what the lab needs to boot a guest
+// (the packages in deps/lab.txt) and runs as root.
+func CheckHost() error {
+	var missing []string
+	for _, b := range []string{"qemu-system-x86_64", "apt-get", "apt-cache", "dpkg-deb", "depmod"} {
+		if _, err := exec.LookPath(b); err != nil {
+			missing = append(missing, b)
+		}
+	}
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		missing = append(missing, "/bin/busybox (busybox-static)")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("vmtest: missing on the host: %s", strings.Join(missing, ", "))
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("vmtest: the lab must run as root (9p passthrough, loop devices in tests)")
+	}
+	return nil
+}

@@ -1,0 +1,140 @@
+package hosttest
+
+import (
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+func TestRequireRoot(t *testing.T) {
+	RequireRoot(t)
+	if os.Geteuid() != 0 {
+		t.Fatal("RequireRoot returned for a non-root user")
+	}
+}
+
+func TestLoopFileDetachedOnCleanup(t *testing.T) {
+	RequireRoot(t)
+	var dev, backing string
+	t.Run("inner", func(t *testing.T) {
+		dev = LoopFile(t, 32<<20)
+		if !strings.HasPrefix(dev, "/dev/loop") {
+			t.Fatalf("device %q", dev)
+		}
+		backing = Cmd(t, "losetup", "--noheadings", "--output", "BACK-FILE", dev)
+		size := Cmd(t, "blockdev", "--getsize64", dev)
+		if size != "33554432" {
+			t.Fatalf("size %s", size)
+		}
+	})
+	out, _ := exec.Command("losetup", "--noheadings", "--output", "NAME", "--associated", backing).Output()
+	if strings.TrimSpace(string(out)) != "" {
+		t.Fatalf("%s still attached to %s after cleanup", backing, out)
+	}
+	if _, err := os.Stat(backing); !os.IsNotExist(err) {
+		t.Fatalf("backing file %s not removed: %v", backing, err)
+	}
+}
+
+func TestTempMount(t *testing.T) {
+	RequireRoot(t)
+	tests := []struct {
+		name, source, fstype, opts string
+	}{
+		{"tmpfs", "bofhtest", "tmpfs", "size=1m"},
+		{"ext4-loop", "", "ext4", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			src := tc.source
+			if src == "" {
+				src = LoopFile(t, 16<<20)
+				Cmd(t, "mkfs."+tc.fstype, "-q", src)
+			}
+			var dir string
+			t.Run("mounted", func(t *testing.T) {
+				dir = TempMount(t, src, tc.fstype, tc.opts)
+				if err := os.WriteFile(filepath.Join(dir, "x"), []byte("x"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				var st, parent unix.Stat_t
+				unix.Stat(dir, &st)
+				unix.Stat(filepath.Dir(dir), &parent)
+				if st.Dev == parent.Dev {
+					t.Fatalf("%s is not a mount point", dir)
+				}
+			})
+			if b, _ := os.ReadFile("/proc/self/mounts"); strings.Contains(string(b), " "+dir+" ") {
+				t.Fatalf("%s still mounted after cleanup", dir)
+			}
+		})
+	}
+}
+
+func TestNetNS(t *testing.T) {
+	RequireRoot(t)
+	ns := NetNS(t, "bofh-hosttest")
+	if _, err := os.Stat(ns.Path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ns.Run("ip", "link", "set", "lo", "up"); err != nil {
+		t.Fatal(err)
+	}
+	var inside []string
+	err := ns.Do(func() error {
+		ifs, err := net.Interfaces()
+		for _, i := range ifs {
+			inside = append(inside, i.Name)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(inside) != 1 || inside[0] != "lo" {
+		t.Fatalf("interfaces inside the namespace: %v", inside)
+	}
+	// Threads handed back to the scheduler are in the original namespace.
+	orig, _ := os.Readlink("/proc/self/ns/net")
+	for i := 0; i < 20; i++ {
+		if err := ns.Do(func() error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if cur, _ := os.Readlink("/proc/thread-self/ns/net"); cur != orig {
+			t.Fatalf("thread left in namespace %s (want %s)", cur, orig)
+		}
+	}
+	t.Run("deleted-on-cleanup", func(t *testing.T) {
+		var p string
+		t.Run("inner", func(t *testing.T) { p = NetNS(t, "bofh-hosttest-2").Path })
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Fatalf("%s still exists: %v", p, err)
+		}
+	})
+}
+
+func TestNetNSBadName(t *testing.T) {
+	ft := &fakeT{TB: t}
+	func() {
+		defer func() { recover() }()
+		NetNS(ft, "a/b")
+	}()
+	if !ft.failed {
+		t.Fatal("bad name accepted")
+	}
+}
+
+// fakeT records Fatal without stopping the real test.
+type fakeT struct {
+	testing.TB
+	failed bool
+}
+
+func (f *fakeT) Helper()               {}
+func (f *fakeT) Fatalf(string, ...any) { f.failed = true; panic("fatal") }
+func (f *fakeT) Fatal(...any)          { f.failed = true; panic("fatal") }

@@ -1,0 +1,298 @@
+// Command labtest runs bofh's real-kernel VM tests: it finds every package
+// whose test files carry the build tag `vm`, compiles each package's test
+// binary on the host with `go test -c -tags vm`, boots ONE lab guest and runs
+// every binary inside it with -test.v (output streamed), then runs the
+// host-driven `lab`-tagged tests (which boot guests themselves, e.g. the DRBD
+// pair) with `go test -tags lab`. It exits non-zero if anything failed or the
+// lab could not start, unless BOFH_SKIP_VM=1 (then it says so and exits 0).
+//
+// Usage:
+//
+//	go run ./internal/vmtest/cmd/labtest [-run regexp] [-no-host] [-no-guest] [packages...]
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"go/build/constraint"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/bofhkit/bofh/internal/vmtest"
+)
+
+type pkg struct {
+	ImportPath string
+	Dir        string
+	VM, Lab    bool
+}
+
+func main() {
+	run := flag.String("run", "", "pass -test.run to the test binaries")
+	noHost := flag.Bool("no-host", false, "skip the host-driven `lab` tests")
+	noGuest := flag.Bool("no-guest", false, "skip the in-guest `vm` tests")
+	timeout := flag.Duration("timeout", 30*time.Minute, "timeout for the whole guest run")
+	flag.Parse()
+	patterns := flag.Args()
+	if len(patterns) == 0 {
+		patterns = []string{"./..."}
+	}
+	if vmtest.SkipVM() {
+		fmt.Println("labtest: BOFH_SKIP_VM=1: SKIPPING every VM lab test (in-guest and two-guest)")
+		return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := vmtest.CheckHost(); err != nil {
+		fatal(err)
+	}
+	pkgs, err := findPackages(ctx, patterns)
+	if err != nil {
+		fatal(err)
+	}
+	failed := false
+	if !*noGuest {
+		if err := runGuest(ctx, pkgs, *run, *timeout); err != nil {
+			fmt.Fprintln(os.Stderr, "labtest:", err)
+			failed = true
+		}
+	}
+	if !*noHost && ctx.Err() == nil {
+		if err := runHost(ctx, pkgs, *run); err != nil {
+			fmt.Fprintln(os.Stderr, "labtest:", err)
+			failed = true
+		}
+	}
+	if failed {
+		os.Exit(1)
+	}
+}
+
+func fatal(err error) {
+	fmt.Fprintln(os.Stderr, "labtest:", err)
+	os.Exit(1)
+}
+
+// findPackages lists the packages matching patterns and marks those with
+// `vm`- or `lab`-constrained test files.
+func findPackages(ctx context.Context, patterns []string) ([]pkg, error) {
+	args := append([]string{"list", "-e", "-tags", "vm lab", "-f",
+		"{{.ImportPath}}\t{{.Dir}}\t{{join .TestGoFiles \",\"}},{{join .XTestGoFiles \",\"}}"}, patterns...)
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("go list: %w", err)
+	}
+	var pkgs []pkg
+	sc := bufio.NewScanner(strings.NewReader(string(out)))
+	for sc.Scan() {
+		f := strings.Split(sc.Text(), "\t")
+		if len(f) != 3 {
+			continue
+		}
+		p := pkg{ImportPath: f[0], Dir: f[1]}
+		for _, name := range strings.Split(f[2], ",") {
+			if name == "" {
+				continue
+			}
+			vm, lab, err := fileTags(filepath.Join(p.Dir, name))
+			if err != nil {
+				return nil, err
+			}
+			p.VM = p.VM || vm
+			p.Lab = p.Lab || lab
+		}
+		if p.VM || p.Lab {
+			pkgs = append(pkgs, p)
+		}
+	}
+	return pkgs, nil
+}
+
+// fileTags reports whether a file is built only with tag vm, or only with tag lab.
+func fileTags(path string) (vm, lab bool, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false, false, fmt.Errorf("read %s: %w", path, err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if strings.HasPrefix(line, "package ") {
+			break
+		}
+		if !constraint.IsGoBuild(line) {
+			continue
+		}
+		expr, err := constraint.Parse(line)
+		if err != nil {
+			return false, false, fmt.Errorf("%s: %w", path, err)
+		}
+		with := func(tag string) func(string) bool {
+			return func(t string) bool {
+				return t == tag || t == "linux" || t == "amd64" || t == "unix" || t == "gc"
+			}
+		}
+		base := expr.Eval(with(""))
+		return expr.Eval(with("vm")) && !base, expr.Eval(with("lab")) && !base, nil
+	}
+	return false, false, nil
+}
+
+// guestScript runs each (dir, binary, name) triple given as arguments,
+// printing a result marker per package. It is a constant: package data only
+// travels as argv.
+const guestScript = `rc=0
+run=$1; shift
+while [ $# -ge 3 ]; do
+	d=$1 b=$2 n=$3; shift 3
+	echo "=== PACKAGE $n"
+	s=$(date +%s)
+	if [ -n "$run" ]; then (cd "$d" && "$b" -test.v -test.run "$run"); else (cd "$d" && "$b" -test.v); fi
+	r=$?
+	echo "BOFH-PKG-RESULT $r $(( $(date +%s) - s )) $n"
+	[ $r -eq 0 ] || rc=1
+done
+exit $rc`
+
+func runGuest(ctx context.Context, pkgs []pkg, run string, timeout time.Duration) error {
+	var vmPkgs []pkg
+	for _, p := range pkgs {
+		if p.VM {
+			vmPkgs = append(vmPkgs, p)
+		}
+	}
+	if len(vmPkgs) == 0 {
+		fmt.Println("labtest: no package has `vm` tests")
+		return nil
+	}
+	binDir, err := os.MkdirTemp("", "bofh-labtest-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(binDir)
+	argv := []string{"/bin/sh", "-c", guestScript, "labtest", run}
+	start := time.Now()
+	for _, p := range vmPkgs {
+		bin := filepath.Join(binDir, strings.ReplaceAll(p.ImportPath, "/", "_")+".test")
+		fmt.Printf("labtest: compiling %s\n", p.ImportPath)
+		cmd := exec.CommandContext(ctx, "go", "test", "-c", "-tags", "vm", "-o", bin, p.ImportPath)
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Printf("FAIL\t%s [build failed]\n", p.ImportPath)
+			return fmt.Errorf("compile %s: %w", p.ImportPath, err)
+		}
+		argv = append(argv, p.Dir, bin, p.ImportPath)
+	}
+	fmt.Printf("labtest: compiled %d test binaries in %.1fs\n", len(vmPkgs), time.Since(start).Seconds())
+	shares := []vmtest.Share{{HostPath: binDir, ReadOnly: true}}
+	if wd, err := os.Getwd(); err == nil && hiddenInGuest(wd) {
+		shares = append(shares, vmtest.Share{HostPath: moduleRoot(wd), ReadOnly: true})
+	}
+	pr, pw := io.Pipe()
+	results := make(chan []string, 1)
+	go func() {
+		var res []string
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 0, 64*1024), 4*1024*1024)
+		for sc.Scan() {
+			line := sc.Text()
+			if f, ok := strings.CutPrefix(line, "BOFH-PKG-RESULT "); ok {
+				res = append(res, f)
+				continue
+			}
+			fmt.Println(line)
+		}
+		io.Copy(io.Discard, pr)
+		results <- res
+	}()
+	rc, err := vmtest.Run(ctx, vmtest.Config{
+		Shares:  shares,
+		Stdout:  pw,
+		Stderr:  os.Stderr,
+		Log:     os.Stderr,
+		Timeout: timeout,
+		Env:     []string{"GOTRACEBACK=all"},
+	}, argv...)
+	pw.Close()
+	res := <-results
+	fmt.Println("labtest: in-guest results:")
+	for _, r := range res {
+		f := strings.SplitN(r, " ", 3)
+		if len(f) != 3 {
+			continue
+		}
+		if f[0] == "0" {
+			fmt.Printf("ok  \t%s\t%ss [in VM]\n", f[2], f[1])
+		} else {
+			fmt.Printf("FAIL\t%s\t%ss [in VM, exit %s]\n", f[2], f[1], f[0])
+		}
+	}
+	fmt.Printf("labtest: guest run took %.1fs\n", time.Since(start).Seconds())
+	if err != nil {
+		return fmt.Errorf("lab: %w", err)
+	}
+	if rc != 0 {
+		return errors.New("some in-guest test packages failed")
+	}
+	if len(res) != len(vmPkgs) {
+		return fmt.Errorf("expected %d package results from the guest, got %d", len(vmPkgs), len(res))
+	}
+	return nil
+}
+
+// hiddenInGuest reports whether path lies under a directory the guest
+// covers with its own tmpfs.
+func hiddenInGuest(path string) bool {
+	for _, p := range []string{"/tmp", "/run", "/dev/shm"} {
+		if path == p || strings.HasPrefix(path, p+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+func moduleRoot(dir string) string {
+	for d := dir; d != "/"; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d
+		}
+	}
+	return dir
+}
+
+func runHost(ctx context.Context, pkgs []pkg, run string) error {
+	var names []string
+	for _, p := range pkgs {
+		if p.Lab {
+			names = append(names, p.ImportPath)
+		}
+	}
+	if len(names) == 0 {
+		fmt.Println("labtest: no package has host-driven `lab` tests")
+		return nil
+	}
+	args := []string{"test", "-tags", "lab", "-count=1", "-v", "-timeout", "30m", "-p", "1"}
+	if run != "" {
+		args = append(args, "-run", run)
+	}
+	args = append(args, names...)
+	fmt.Printf("labtest: host-driven lab tests: go %s\n", strings.Join(args, " "))
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("host-driven lab tests: %w", err)
+	}
+	return nil
+}
