@@ -20,6 +20,8 @@
 //   - part.delete: remove a partition; undo restores the previous table bytes
 //   - mount:       mount a device (options, bind, read-only); undo unmounts
 //   - umount:      unmount; undo mounts it again with the same options
-//
-// Resize stacks (fs.resize) are not written yet.
+//   - fs.resize:   resize a loop file, its device and its ext4/btrfs
+//     filesystem (a Stack of Layers); undo resizes every layer back
+//   - fs.grow:     the same for a grow only, irreversible (at commit): for
+//     xfs and mounted ext4, which cannot shrink back
 package blockdev
