@@ -220,6 +220,31 @@ func TestIrreversibleRunsAtCommit(t *testing.T) {
 	}
 }
 
+func TestIrreversibleFailingAtCommitRollsBack(t *testing.T) {
+	for _, fail := range []string{"1:before:error"} {
+		t.Run(fail, func(t *testing.T) {
+			dir, state := t.TempDir(), t.TempDir()
+			os.WriteFile(filepath.Join(dir, "old"), []byte("x"), 0o644)
+			ctx := context.Background()
+			err := Run(ctx, "w", func(tx *Tx) error {
+				if err := tx.Do(ctx, wipe{Dir: dir, Name: "old"}, nil); err != nil {
+					return err
+				}
+				return tx.Do(ctx, touch{Dir: dir, Name: "new"}, nil)
+			}, WithStateDir(state), WithFailpoints(fail))
+			if ExitCode(err) != ExitRolledBack {
+				t.Fatalf("err %v exit %d, want a clean rollback (the irreversible step never acted)", err, ExitCode(err))
+			}
+			if got, want := readLog(t, dir), []string{"do:new", "undo:new"}; !slices.Equal(got, want) {
+				t.Fatalf("calls %v, want %v", got, want)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "old")); err != nil {
+				t.Fatal("the irreversible step acted")
+			}
+		})
+	}
+}
+
 func TestRollbackFailedThenRerun(t *testing.T) {
 	dir, state := t.TempDir(), t.TempDir()
 	ctx := context.Background()
@@ -289,6 +314,12 @@ func TestInvalidParamsChangeNothing(t *testing.T) {
 	}
 	if got := readLog(t, dir); len(got) != 0 {
 		t.Fatalf("ran: %v", got)
+	}
+	if txs, _ := List(state); len(txs) != 0 {
+		t.Fatalf("a transaction that did nothing left a journal: %+v", txs)
+	}
+	if err := Validate(touch{Bad: true}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("Validate: %v", err)
 	}
 }
 

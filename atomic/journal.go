@@ -25,6 +25,7 @@ const (
 	recFail           = "fail"            // a step failed; the transaction will roll back
 	recCommitStart    = "commit"          // reversible steps done; deferred steps run now
 	recRun            = "run"             // a deferred (irreversible) step is about to act
+	recNotRun         = "not-run"         // a deferred step failed and Check says it took no effect
 	recCommitted      = "committed"       // terminal: the transaction took effect
 	recRollback       = "rollback"        // a rollback started
 	recUndone         = "undone"          // a step's effect was undone

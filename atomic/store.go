@@ -65,7 +65,7 @@ func buildHistory(recs []*Record) (*history, error) {
 			}
 			h.steps = append(h.steps, st)
 			byN[r.Step] = st
-		case recDone, recRun, recUndone, recSkip, recUndoFailed:
+		case recDone, recRun, recNotRun, recUndone, recSkip, recUndoFailed:
 			st, err := get(r)
 			if err != nil {
 				return nil, err
@@ -75,6 +75,8 @@ func buildHistory(recs []*Record) (*history, error) {
 				st.done, st.result = true, r.Result
 			case recRun:
 				st.ran = true
+			case recNotRun:
+				st.ran = false
 			case recUndone:
 				st.undone = true
 			case recSkip:

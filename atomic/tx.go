@@ -320,6 +320,16 @@ func (e *StepError) Error() string {
 // Unwrap returns the step's error.
 func (e *StepError) Unwrap() error { return e.Err }
 
+// Validate checks a step's parameters without running anything: the kind
+// is registered and its own validation passes. Errors wrap ErrInvalid.
+func Validate(p Params) error {
+	k, err := lookup(p.StepKind())
+	if err != nil {
+		return err
+	}
+	return k.validate(p)
+}
+
 // Do runs one step: it validates p, works out its undo, journals the
 // intent, acts, and journals the result, which it decodes into out (a
 // pointer, or nil). An irreversible step is only journaled here; it runs
@@ -396,6 +406,11 @@ func (tx *Tx) act(ctx context.Context, k kind, p Params, st *step, env *Env) err
 	if err := tx.fp.hit(st.n, FailBefore); err != nil {
 		return err
 	}
+	return tx.perform(ctx, k, p, st, env)
+}
+
+// perform runs Do, the "after" failpoint and the done record.
+func (tx *Tx) perform(ctx context.Context, k kind, p Params, st *step, env *Env) error {
 	start := time.Now()
 	res, err := k.do(ctx, env, p, st.undo)
 	if err != nil {
@@ -491,12 +506,23 @@ func (tx *Tx) Commit(ctx context.Context) error {
 				continue
 			}
 		}
+		if err := tx.fp.hit(st.n, FailBefore); err != nil {
+			st.failed = true
+			return &StepError{Step: st.n, Kind: st.kind, ID: st.id, Err: err}
+		}
 		if err := tx.append(&Record{Type: recRun, Step: st.n}); err != nil {
 			return err
 		}
 		st.ran = true
-		if err := tx.act(ctx, k, p, st, env); err != nil {
+		if err := tx.perform(ctx, k, p, st, env); err != nil {
 			st.failed = true
+			// a deferred step that failed without taking effect does not
+			// stand in the way of a rollback; one that may have acted does
+			if present, _, hasCheck, cerr := k.check(ctx, env, p, st.undo); cerr == nil && hasCheck && !present {
+				if tx.append(&Record{Type: recNotRun, Step: st.n}) == nil {
+					st.ran = false
+				}
+			}
 			return &StepError{Step: st.n, Kind: st.kind, ID: st.id, Err: err}
 		}
 	}
@@ -634,8 +660,11 @@ func finish(ctx context.Context, tx *Tx, ferr error) error {
 		return fmt.Errorf("%w (journal %s kept; roll it back with 'bofh tx rollback %s')", ferr, tx.id, tx.id)
 	}
 	if errors.Is(ferr, ErrInvalid) && !tx.didAnything() {
+		// bad input, nothing done: leave no journal behind
 		_ = tx.append(&Record{Type: recFail, Error: ferr.Error()})
-		_ = tx.Rollback(ctx)
+		if tx.Rollback(ctx) == nil && !tx.o.dryRun {
+			_ = Forget(tx.o.stateDir, tx.id, false)
+		}
 		return ferr
 	}
 	_ = tx.append(&Record{Type: recFail, Error: ferr.Error()})
@@ -647,7 +676,7 @@ func finish(ctx context.Context, tx *Tx, ferr error) error {
 
 func (tx *Tx) didAnything() bool {
 	for _, st := range tx.steps {
-		if !st.noop && (st.done || st.failed || st.ran) {
+		if st.noop || st.done || st.failed || st.ran {
 			return true
 		}
 	}

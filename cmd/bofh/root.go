@@ -133,6 +133,11 @@ func (a *app) print(v any, text func(w io.Writer)) error {
 // mutating subcommand ('bofh lvm lv create …') runs: journaled, rolled
 // back on failure, printed in dry runs.
 func (a *app) doSteps(ctx context.Context, name string, out any, steps ...atomic.Params) (string, error) {
+	for _, p := range steps {
+		if err := atomic.Validate(p); err != nil {
+			return "", err // nothing started, nothing journaled
+		}
+	}
 	var id string
 	err := atomic.Run(ctx, name, func(tx *atomic.Tx) error {
 		id = tx.ID()
