@@ -53,6 +53,9 @@ type Resource struct {
 	Port int `json:"port,omitempty" doc:"TCP port; 0 allocates the next free one"`
 	// Minor is the device minor (/dev/drbdN); nil allocates the next free one.
 	Minor *int `json:"minor,omitempty" doc:"device minor; unset allocates the next free one"`
+	// VerifyAlg is the digest online verify uses (e.g. "sha256",
+	// "crc32c"); drbd.verify needs one.
+	VerifyAlg string `json:"verify_alg,omitempty" doc:"digest for online verify (sha256, crc32c, …); needed by drbd.verify"`
 	// Nodes are the hosts, usually two.
 	Nodes []Node `json:"nodes" doc:"hosts: name, address, disk"`
 }
@@ -68,6 +71,7 @@ func (r Resource) Device() string {
 
 var (
 	nameRe = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,62}$`)
+	algRe  = regexp.MustCompile(`^[a-z0-9][a-z0-9()_-]{0,63}$`)
 	hostRe = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$`)
 	// drbdadm keywords that cannot name a resource.
 	reserved = map[string]bool{"all": true, "common": true, "global": true, "resource": true,
@@ -100,6 +104,9 @@ func (r Resource) Validate() error {
 	case "", "A", "B", "C":
 	default:
 		return fmt.Errorf("%w: protocol %q: want A, B or C", atomic.ErrInvalid, r.Protocol)
+	}
+	if r.VerifyAlg != "" && !algRe.MatchString(r.VerifyAlg) {
+		return fmt.Errorf("%w: verify_alg %q: want a kernel digest name like sha256 or crc32c", atomic.ErrInvalid, r.VerifyAlg)
 	}
 	if r.Port != 0 && (r.Port < 1 || r.Port > 65535) {
 		return fmt.Errorf("%w: port %d: want 1-65535", atomic.ErrInvalid, r.Port)
@@ -174,7 +181,11 @@ func Render(r Resource) ([]byte, error) {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "# written by bofh; changes are overwritten by the next bofh run\n")
 	fmt.Fprintf(&b, "resource %s {\n", r.Name)
-	fmt.Fprintf(&b, "\tnet {\n\t\tprotocol %s;\n\t}\n", proto)
+	fmt.Fprintf(&b, "\tnet {\n\t\tprotocol %s;\n", proto)
+	if r.VerifyAlg != "" {
+		fmt.Fprintf(&b, "\t\tverify-alg %s;\n", r.VerifyAlg)
+	}
+	fmt.Fprintf(&b, "\t}\n")
 	for _, n := range r.Nodes {
 		meta := n.MetaDisk
 		if meta == "" {
@@ -338,6 +349,9 @@ func ParseResources(data []byte) ([]Resource, error) {
 				for _, st := range sub.Statements {
 					if st[0] == "protocol" && len(st) == 2 {
 						r.Protocol = st[1]
+					}
+					if st[0] == "verify-alg" && len(st) == 2 {
+						r.VerifyAlg = st[1]
 					}
 				}
 			case "on":

@@ -59,6 +59,7 @@ func TestResourceValidate(t *testing.T) {
 		{"inject disk", func(r *Resource) { r.Nodes[0].Disk = "/dev/x; }" }, "disk"},
 		{"bad host", func(r *Resource) { r.Nodes[0].Name = "al pha" }, "node name"},
 		{"half ids", func(r *Resource) { r.Nodes[0].NodeID = intp(0) }, "node_id"},
+		{"verify alg", func(r *Resource) { r.VerifyAlg = "sha256; x" }, "verify_alg"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := twoNodes()
@@ -127,7 +128,7 @@ func TestRenderParseRoundTrip(t *testing.T) {
 		r    Resource
 	}{
 		{"84", Resource{Name: "data", Protocol: "A", Port: 7790, Minor: intp(3), Nodes: twoNodes().Nodes}},
-		{"9", Resource{Name: "d9", Protocol: "C", Port: 7000, Minor: intp(10), Nodes: []Node{
+		{"9", Resource{Name: "d9", Protocol: "C", VerifyAlg: "sha256", Port: 7000, Minor: intp(10), Nodes: []Node{
 			{Name: "a", Address: "192.168.0.1", Disk: "/dev/sdb", NodeID: intp(0)},
 			{Name: "b", Address: "192.168.0.2", Disk: "/dev/sdb", MetaDisk: "/dev/sdc", NodeID: intp(1)},
 			{Name: "c", Address: "fd00::3", Disk: "/dev/sdb", NodeID: intp(2)},

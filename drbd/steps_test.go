@@ -22,8 +22,6 @@ func readCapture(t testing.TB, name string) string {
 	return string(b)
 }
 
-
-
 type drbdScript struct {
 	t   *testing.T
 	dir string

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -243,7 +244,9 @@ func TestVMRollbackAndBadInput(t *testing.T) {
 
 // The stacked recipe: loop, loop → raid1 → ext4 → mount.
 func recipeText(a, b, md, mnt string) string {
-	data, err := os.ReadFile("../recipes/raid/raid1-ext4.yaml")
+	// the guest runs the test binary from /, not the package directory
+	_, self, _, _ := runtime.Caller(0)
+	data, err := os.ReadFile(filepath.Join(filepath.Dir(self), "..", "recipes", "raid", "raid1-ext4.yaml"))
 	if err != nil {
 		panic(err)
 	}
