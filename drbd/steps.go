@@ -629,6 +629,11 @@ func HasMetadata(ctx context.Context, r run.Runner, name string) (bool, error) {
 	if err == nil {
 		return true, nil
 	}
+	// After up/down the activity log is "unclean" (captured on 8.4.11):
+	// dump-md refuses to print it, but the metadata is there.
+	if run.StderrContains(err, `Found meta data is "unclean"`) {
+		return true, nil
+	}
 	if run.StderrContains(err, "No valid meta data found", "no valid meta-data", "Found no valid") {
 		return false, nil
 	}

@@ -237,3 +237,27 @@ func TestConfigRerunIsNoop(t *testing.T) {
 		t.Errorf("rollback of a no-op removed the existing file: %v", err)
 	}
 }
+
+func TestHasMetadata(t *testing.T) {
+	for _, tc := range []struct {
+		file string
+		code int
+		want bool
+	}{
+		{"drbdadm-dump-md.txt", 0, true},
+		{"drbdadm-dump-md-unclean.txt", 1, true},
+		{"drbdadm-dump-md-none.txt", 255, false},
+	} {
+		f := run.NewFake(t)
+		e := f.Expect("drbdadm", "dump-md", "data")
+		if tc.code == 0 {
+			e.Out(readCapture(t, tc.file))
+		} else {
+			e.Fail(tc.code, readCapture(t, tc.file))
+		}
+		got, err := HasMetadata(context.Background(), f, "data")
+		if err != nil || got != tc.want {
+			t.Errorf("%s: got %v %v, want %v", tc.file, got, err, tc.want)
+		}
+	}
+}
