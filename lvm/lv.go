@@ -623,6 +623,12 @@ func prepareLVResize(ctx context.Context, env *atomic.Env, p ResizeLV) (atomic.P
 	if lv.Type == TypeThinPool {
 		return plan, invalid("%s is a thin pool: LVM cannot shrink a pool back, so bofh does not resize pools in a transaction", lv.FullName())
 	}
+	for _, d := range rep.Dependents(p.VG, p.Name) {
+		if d.Type == TypeSnapshot && lv.Active {
+			// LVM 2.03.16: "Snapshot origin volumes can be resized only while inactive"
+			return plan, invalid("%w: %s is the origin of snapshot %s: deactivate it first (lvm.lv.deactivate)", ErrInUse, lv.FullName(), d.FullName())
+		}
+	}
 	z, _ := ParseResize(p.Size)
 	cur := lv.Size / vg.ExtentSize
 	var orig int64

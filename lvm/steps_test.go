@@ -245,9 +245,20 @@ func TestBadInput(t *testing.T) {
 		{"shrink by size", ResizeLV{VG: "vg0", Name: "web", Size: "4M"}, ErrBadSize},
 		{"grow past free", ResizeLV{VG: "vg0", Name: "web", Size: "+1G"}, ErrNoSpace},
 	}
+	snap := *base
+	snap.LVs = append(slices.Clone(base.LVs), LV{VG: "vg0", Name: "websnap", Type: TypeSnapshot, Origin: "web", Size: 4 << 20})
+	tests = append(tests, struct {
+		name string
+		step atomic.Params
+		want error
+	}{"resize active origin", ResizeLV{VG: "vg0", Name: "web", Size: "+4M"}, ErrInUse})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := &sim{rep: *base}
+			rep := *base
+			if strings.Contains(tt.name, "origin") {
+				rep = snap
+			}
+			s := &sim{rep: rep}
 			err := runSteps(t, s, "", tt.step)
 			if atomic.ExitCode(err) != atomic.ExitInvalid || !errors.Is(err, tt.want) {
 				t.Errorf("err = %v (exit %d), want exit 2 and %v", err, atomic.ExitCode(err), tt.want)
@@ -379,6 +390,18 @@ func TestCommandCounts(t *testing.T) {
 			t.Errorf("%s ran %d commands, want at most 3", w.step.StepKind(), len(s.calls))
 		}
 	}
+	var steps []atomic.Params
+	for _, w := range workflow {
+		steps = append(steps, w.step)
+	}
+	s := newSim()
+	if err := runSteps(t, s, "", steps...); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("workflow of %d steps: %d commands (%d mutations)", len(steps), len(s.calls), len(s.mutations()))
+	s = newSim()
+	_ = runSteps(t, s, fmt.Sprintf("%d:after:error", len(steps)), steps...)
+	t.Logf("same, failing after the last step and rolled back: %d commands (%d mutations)", len(s.calls), len(s.mutations()))
 }
 
 // TestRecipesValid: the example recipes under recipes/lvm validate.
