@@ -116,6 +116,9 @@ type pvRemoveUndo struct {
 
 func preparePVRemove(ctx context.Context, env *atomic.Env, p RemovePV) (atomic.Plan[pvRemoveUndo, struct{}], error) {
 	var plan atomic.Plan[pvRemoveUndo, struct{}]
+	if err := checkBlockDevice(p.Device); err != nil {
+		return plan, err
+	}
 	rep, err := Query(ctx, env.Runner)
 	if err != nil {
 		return plan, err
