@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path"
 	"path/filepath"
@@ -270,43 +269,6 @@ func xattrsEqual(a, b map[string][]byte) bool {
 		}
 	}
 	return true
-}
-
-// sameFile compares two regular files' content, reading both (no
-// hashing: a byte comparison is cheaper than any digest).
-func sameFile(a, b string, bufA, bufB []byte) (bool, error) {
-	fa, err := os.OpenFile(a, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
-	if err != nil {
-		return false, err
-	}
-	defer fa.Close()
-	fb, err := os.OpenFile(b, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
-	if err != nil {
-		return false, err
-	}
-	defer fb.Close()
-	for {
-		na, ea := io.ReadFull(fa, bufA)
-		nb, eb := io.ReadFull(fb, bufB)
-		if na != nb || !bytes.Equal(bufA[:na], bufB[:nb]) {
-			return false, nil
-		}
-		if ea == io.EOF || ea == io.ErrUnexpectedEOF {
-			if eb == io.EOF || eb == io.ErrUnexpectedEOF {
-				return true, nil
-			}
-			return false, nil
-		}
-		if ea != nil {
-			return false, ea
-		}
-		if eb != nil {
-			if eb == io.EOF || eb == io.ErrUnexpectedEOF {
-				return false, nil
-			}
-			return false, eb
-		}
-	}
 }
 
 // rel2abs joins and cleans, refusing any escape from root.

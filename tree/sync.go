@@ -72,7 +72,7 @@ func Diff(want, have *Tree, content bool) ([]Change, error) {
 				defer wg.Done()
 				ba, bb := make([]byte, 128<<10), make([]byte, 128<<10)
 				for p := range ch {
-					same, err := sameFile(p.a, p.b, ba, bb)
+					same, err := sameContent(p.a, p.b, ba, bb)
 					mu.Lock()
 					if err != nil && firstErr == nil {
 						firstErr = err
@@ -167,11 +167,11 @@ type syncPlan struct {
 }
 
 func planSync(srcRoot, dstRoot string, skip func(string, bool) bool) (*syncPlan, error) {
-	src, err := Scan(srcRoot, skip)
+	src, err := scanFast(srcRoot, skip)
 	if err != nil {
 		return nil, fmt.Errorf("scan tree: %w", err)
 	}
-	dst, err := Scan(dstRoot, skip)
+	dst, err := scanFast(dstRoot, skip)
 	if err != nil {
 		return nil, fmt.Errorf("scan target: %w", err)
 	}

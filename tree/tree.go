@@ -258,15 +258,7 @@ func Verify(store, target string) (*Report, error) {
 	}
 	// add_only paths belong to the operator once copied: not drift
 	skip := skipper(excl, addOnly, Rules{{Pattern: "lost+found", Anchored: true, DirOnly: true}})
-	want, err := Scan(src, skip)
-	if err != nil {
-		return nil, err
-	}
-	have, err := Scan(target, skip)
-	if err != nil {
-		return nil, err
-	}
-	ch, err := Diff(want, have, true)
+	ch, err := diffContent(src, target, skip)
 	if err != nil {
 		return nil, err
 	}
@@ -347,15 +339,7 @@ func DiffVersions(store, role, a, b string) (*Report, error) {
 	if err != nil {
 		return nil, invalid(err)
 	}
-	ta, err := Scan(da, skipper())
-	if err != nil {
-		return nil, err
-	}
-	tb, err := Scan(db, skipper())
-	if err != nil {
-		return nil, err
-	}
-	ch, err := Diff(ta, tb, true)
+	ch, err := diffContent(da, db, skipper())
 	if err != nil {
 		return nil, err
 	}

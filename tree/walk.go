@@ -1,0 +1,367 @@
+package tree
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"sort"
+	"sync"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// scanWorkers is how many directories are read at once by a parallel
+// scan: a few per core, so one waiting on the disk does not idle a core.
+func scanWorkers() int {
+	n := 2 * runtime.GOMAXPROCS(0)
+	if n < 2 {
+		n = 2
+	}
+	return n
+}
+
+// dirPool runs fn on every directory of a tree with a bounded number of
+// workers. fn returns the subdirectories to visit (relative paths). The
+// first error stops the walk (directories already started finish).
+type dirPool struct {
+	mu     sync.Mutex
+	cond   *sync.Cond
+	queue  []string
+	active int
+	err    error
+}
+
+func walkDirs(workers int, start []string, fn func(w int, rel string) ([]string, error)) error {
+	p := &dirPool{queue: append([]string(nil), start...)}
+	p.cond = sync.NewCond(&p.mu)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				p.mu.Lock()
+				for len(p.queue) == 0 && p.active > 0 && p.err == nil {
+					p.cond.Wait()
+				}
+				if len(p.queue) == 0 || p.err != nil {
+					p.cond.Broadcast()
+					p.mu.Unlock()
+					return
+				}
+				rel := p.queue[len(p.queue)-1]
+				p.queue = p.queue[:len(p.queue)-1]
+				p.active++
+				p.mu.Unlock()
+				subs, err := fn(w, rel)
+				p.mu.Lock()
+				p.active--
+				if err != nil && p.err == nil {
+					p.err = err
+				}
+				p.queue = append(p.queue, subs...)
+				p.cond.Broadcast()
+				p.mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return p.err
+}
+
+// dirent is one name of a directory with its d_type.
+type dirent struct {
+	name string
+	typ  uint8
+}
+
+// readDir reads every entry of the directory open at fd (but "." and
+// "..") with getdents64 into buf, appending to ents.
+func readDir(fd int, buf []byte, ents []dirent) ([]dirent, error) {
+	for {
+		n, err := unix.ReadDirent(fd, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return ents, err
+		}
+		if n <= 0 {
+			return ents, nil
+		}
+		b := buf[:n]
+		for len(b) > 0 {
+			// struct linux_dirent64 { u64 ino; s64 off; u16 reclen; u8 type; char name[]; }
+			reclen := int(*(*uint16)(unsafe.Pointer(&b[16])))
+			if reclen == 0 || reclen > len(b) {
+				return ents, errors.New("getdents64: bad record length")
+			}
+			typ := b[18]
+			nb := b[19:reclen]
+			l := 0
+			for l < len(nb) && nb[l] != 0 {
+				l++
+			}
+			name := string(nb[:l])
+			b = b[reclen:]
+			if name == "." || name == ".." {
+				continue
+			}
+			ents = append(ents, dirent{name: name, typ: typ})
+		}
+	}
+}
+
+// openDir opens a directory of a tree, never following a symlink at its
+// last component.
+func openDir(p string) (int, error) {
+	for {
+		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return -1, &os.PathError{Op: "open", Path: p, Err: err}
+		}
+		return fd, nil
+	}
+}
+
+// scanBufs are one worker's reusable buffers.
+type scanBufs struct {
+	dirent []byte
+	ents   []dirent
+	xattr  []byte
+	link   []byte
+	out    []*Entry
+}
+
+func newScanBufs() *scanBufs {
+	return &scanBufs{dirent: make([]byte, 32<<10), xattr: make([]byte, 1024), link: make([]byte, 4096)}
+}
+
+// scanFast is Scan with the directories read in parallel and entries
+// stat'ed relative to their directory. skip must be safe for concurrent
+// use and must not depend on the order of the calls. It returns the same
+// tree as Scan.
+func scanFast(root string, skip func(rel string, isDir bool) bool) (*Tree, error) {
+	if err := realDir(root); err != nil {
+		return nil, err
+	}
+	re, err := lstatEntry(root, "")
+	if err != nil {
+		return nil, err
+	}
+	if re.Type != TypeDir {
+		return nil, fmt.Errorf("%s is not a directory", root)
+	}
+	nw := scanWorkers()
+	bufs := make([]*scanBufs, nw)
+	for i := range bufs {
+		bufs[i] = newScanBufs()
+	}
+	err = walkDirs(nw, []string{""}, func(w int, rel string) ([]string, error) {
+		b := bufs[w]
+		dir := join(root, rel)
+		fd, err := openDir(dir)
+		if err != nil {
+			return nil, err
+		}
+		defer unix.Close(fd)
+		b.ents, err = readDir(fd, b.dirent, b.ents[:0])
+		if err != nil {
+			return nil, fmt.Errorf("read directory %s: %w", dir, err)
+		}
+		var subs []string
+		for _, de := range b.ents {
+			crel := de.name
+			if rel != "" {
+				crel = rel + "/" + de.name
+			}
+			var st unix.Stat_t
+			statted := false
+			isDir := de.typ == unix.DT_DIR
+			if de.typ == unix.DT_UNKNOWN {
+				if err := unix.Fstatat(fd, de.name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+					return nil, &os.PathError{Op: "lstat", Path: join(root, crel), Err: err}
+				}
+				statted = true
+				isDir = st.Mode&unix.S_IFMT == unix.S_IFDIR
+			}
+			if skip != nil && skip(crel, isDir) {
+				continue
+			}
+			if !statted {
+				if err := unix.Fstatat(fd, de.name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+					return nil, &os.PathError{Op: "lstat", Path: join(root, crel), Err: err}
+				}
+			}
+			e, err := entryAt(fd, root, crel, de.name, &st, b)
+			if err != nil {
+				return nil, err
+			}
+			b.out = append(b.out, e)
+			if e.Type == TypeDir {
+				subs = append(subs, crel)
+			}
+		}
+		return subs, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	n := 1
+	for _, b := range bufs {
+		n += len(b.out)
+	}
+	t := &Tree{Root: root, Entries: make([]*Entry, 0, n), byRel: make(map[string]*Entry, n)}
+	t.Entries = append(t.Entries, re)
+	for _, b := range bufs {
+		t.Entries = append(t.Entries, b.out...)
+	}
+	sort.Slice(t.Entries, func(i, j int) bool { return t.Entries[i].Rel < t.Entries[j].Rel })
+	for _, e := range t.Entries {
+		t.byRel[e.Rel] = e
+	}
+	return t, nil
+}
+
+// entryAt makes the entry of name in the directory open at dirfd from
+// its stat, reading the symlink target and xattrs.
+func entryAt(dirfd int, root, rel, name string, st *unix.Stat_t, b *scanBufs) (*Entry, error) {
+	e := &Entry{Rel: rel, Type: typeOf(st.Mode), Mode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid,
+		Size: st.Size, Mtime: st.Mtim.Nano(), Atime: st.Atim.Nano(), Rdev: st.Rdev, Dev: st.Dev, Ino: st.Ino, Nlink: st.Nlink}
+	p := join(root, rel)
+	if e.Type == TypeSymlink {
+		for {
+			n, err := unix.Readlinkat(dirfd, name, b.link)
+			if err != nil {
+				return nil, &os.PathError{Op: "readlink", Path: p, Err: err}
+			}
+			if n < len(b.link) {
+				e.Link = string(b.link[:n])
+				break
+			}
+			b.link = make([]byte, 2*len(b.link))
+		}
+	}
+	x, err := readXattrsBuf(p, &b.xattr)
+	if err != nil {
+		return nil, err
+	}
+	e.Xattrs = x
+	return e, nil
+}
+
+// readXattrsBuf is readXattrs with a reusable list buffer: a file without
+// xattrs costs one llistxattr call and no allocation.
+func readXattrsBuf(p string, buf *[]byte) (map[string][]byte, error) {
+	n, err := unix.Llistxattr(p, *buf)
+	if errors.Is(err, unix.ERANGE) {
+		return readXattrs(p)
+	}
+	if errors.Is(err, unix.ENOTSUP) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list xattrs of %s: %w", p, err)
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	return readXattrs(p)
+}
+
+// openRead opens a file of a tree for reading without following a
+// symlink, without updating its access time when allowed (root, owner),
+// and never blocking on a FIFO swapped in meanwhile.
+func openRead(p string) (int, error) {
+	flags := unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_CLOEXEC | unix.O_NONBLOCK | unix.O_NOATIME
+	for {
+		fd, err := unix.Open(p, flags, 0)
+		switch {
+		case err == nil:
+			return fd, nil
+		case err == unix.EINTR:
+			continue
+		case err == unix.EPERM && flags&unix.O_NOATIME != 0:
+			flags &^= unix.O_NOATIME
+			continue
+		}
+		return -1, &os.PathError{Op: "open", Path: p, Err: err}
+	}
+}
+
+// readFull reads into buf until it is full or at end of file.
+func readFull(fd int, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := unix.Read(fd, buf[n:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		if m == 0 {
+			break
+		}
+		n += m
+	}
+	return n, nil
+}
+
+// sameContent compares two regular files' content byte for byte, reading
+// both to their end with the caller's buffers.
+func sameContent(a, b string, bufA, bufB []byte) (bool, error) {
+	fa, err := openRead(a)
+	if err != nil {
+		return false, err
+	}
+	defer unix.Close(fa)
+	fb, err := openRead(b)
+	if err != nil {
+		return false, err
+	}
+	defer unix.Close(fb)
+	for {
+		na, err := readFull(fa, bufA)
+		if err != nil {
+			return false, &os.PathError{Op: "read", Path: a, Err: err}
+		}
+		nb, err := readFull(fb, bufB)
+		if err != nil {
+			return false, &os.PathError{Op: "read", Path: b, Err: err}
+		}
+		if na != nb || string(bufA[:na]) != string(bufB[:nb]) {
+			return false, nil
+		}
+		if na < len(bufA) {
+			return true, nil // both at their end
+		}
+	}
+}
+
+// diffContent is Diff(Scan(want), Scan(have), true) with both trees
+// scanned at once, each in parallel.
+func diffContent(wantRoot, haveRoot string, skip func(rel string, isDir bool) bool) ([]Change, error) {
+	var want, have *Tree
+	var errW, errH error
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		want, errW = scanFast(wantRoot, skip)
+	}()
+	have, errH = scanFast(haveRoot, skip)
+	wg.Wait()
+	if errW != nil {
+		return nil, errW
+	}
+	if errH != nil {
+		return nil, errH
+	}
+	return Diff(want, have, true)
+}

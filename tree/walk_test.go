@@ -1,0 +1,102 @@
+package tree
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestHostFastPathsMatch checks that the parallel scan gives the tree the
+// sequential Scan gives, and that the content diff finds every kind of
+// drift the reference Diff finds, on a store with hostile names,
+// xattrs, ACLs, hard links, symlinks and special files.
+func TestHostFastPathsMatch(t *testing.T) {
+	requireRoot(t)
+	dir := t.TempDir()
+	store := makeStore(t, dir, filepath.Join(dir, "marker"))
+	a := filepath.Join(store, "install/v1/web")
+	b := filepath.Join(dir, "copy")
+	sh(t, "cp", "-a", a, b)
+	// more than a worker's share of directories and files
+	for i := range 300 {
+		write(t, filepath.Join(a, fmt.Sprintf("m/d%02d/f%03d", i%17, i)), strings.Repeat("x", i*37), 0o644)
+		write(t, filepath.Join(b, fmt.Sprintf("m/d%02d/f%03d", i%17, i)), strings.Repeat("x", i*37), 0o644)
+	}
+	big := strings.Repeat("0123456789abcdef", 20000) // > the compare buffer
+	write(t, filepath.Join(a, "big"), big, 0o644)
+	write(t, filepath.Join(b, "big"), big[:len(big)-1]+"!", 0o644)
+	write(t, filepath.Join(a, "big2"), big, 0o644)
+	write(t, filepath.Join(b, "big2"), big, 0o644)
+	for _, r := range []string{a, b} {
+		if err := unix.Mkfifo(filepath.Join(r, "fifo"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Mknod(filepath.Join(r, "null"), unix.S_IFCHR|0o600, int(unix.Mkdev(1, 3))); err != nil {
+			t.Fatal(err)
+		}
+		os.Symlink("/etc/passwd", filepath.Join(r, "abs-link"))
+		write(t, filepath.Join(r, "empty"), "", 0o644)
+	}
+	// drift in the copy
+	write(t, filepath.Join(b, "etc/motd"), "hellO\n", 0o644) // same size, other content
+	os.Chown(filepath.Join(b, "etc/motd"), 1234, 4321)
+	unix.Lsetxattr(filepath.Join(b, "etc/motd"), "user.bofh", []byte("x-v1"), 0)
+	write(t, filepath.Join(b, "etc/app.conf"), "conf v1 longer\n", 0o600)
+	os.Chmod(filepath.Join(b, "usr/bin/tool"), 0o700)
+	unix.Lsetxattr(filepath.Join(b, "usr/bin/suid"), "user.extra", []byte("y"), 0)
+	os.Remove(filepath.Join(b, "link"))
+	os.Symlink("elsewhere", filepath.Join(b, "link"))
+	os.RemoveAll(filepath.Join(b, "usr/share"))
+	write(t, filepath.Join(b, "usr/share"), "now a file", 0o644)
+	write(t, filepath.Join(b, "new/dir/file"), "added", 0o644)
+	os.Remove(filepath.Join(b, "m/d03/f020"))
+	os.Chown(filepath.Join(b, "m/d04/f021"), 7, 7)
+
+	skip := skipper(Rules{{Pattern: "*.log"}})
+	for _, root := range []string{a, b} {
+		want, err := Scan(root, skip)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := scanFast(root, skip)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(want.Entries) != len(got.Entries) {
+			t.Fatalf("%s: %d entries, scanFast %d", root, len(want.Entries), len(got.Entries))
+		}
+		for i := range want.Entries {
+			if t := want.Entries[i].Type; t == TypeDir || t == TypeSymlink { // reading may update the atime
+				want.Entries[i].Atime, got.Entries[i].Atime = 0, 0
+			}
+			if !reflect.DeepEqual(want.Entries[i], got.Entries[i]) {
+				t.Fatalf("%s: entry %d:\n Scan     %+v\n scanFast %+v", root, i, want.Entries[i], got.Entries[i])
+			}
+		}
+	}
+	ta, _ := Scan(a, skip)
+	tb, _ := Scan(b, skip)
+	want, err := Diff(ta, tb, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := diffContent(a, b, skip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(want, got) {
+		t.Fatalf("diff:\n Diff        %q\n diffContent %q", want, got)
+	}
+	if len(want) < 10 {
+		t.Fatalf("too few changes: %q", want)
+	}
+	// and no change between a tree and itself
+	if got, err := diffContent(a, a, skip); err != nil || len(got) != 0 {
+		t.Fatalf("self: %q %v", got, err)
+	}
+}
