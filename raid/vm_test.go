@@ -202,7 +202,7 @@ func TestVMRollbackAndBadInput(t *testing.T) {
 	devs := loops(t, 4, 32)
 	stopAtCleanup(t, "/dev/md23")
 	ctx := context.Background()
-	for _, phase := range []string{"1:after:error", "2:before:error", "2:after:error"} {
+	for _, phase := range []string{"1:after:error", "2:after:error"} {
 		err := atomic.Run(ctx, "rollback", func(tx *atomic.Tx) error {
 			if err := tx.Do(ctx, raid.Create{Device: "/dev/md23", Level: "5", Devices: devs[:3]}, nil); err != nil {
 				return err
@@ -344,6 +344,9 @@ func TestVMStackedRecipeCrash(t *testing.T) {
 				}
 				assertClean(t, "after rollback")
 			})
+			if phase == "before" && os.Getenv("BOFH_FULL_MATRIX") == "" {
+				continue // a kill before the effect is the easy case; BOFH_FULL_MATRIX=1 runs it (budget under TCG)
+			}
 			for _, then := range []string{"rollback", "resume"} {
 				t.Run(fmt.Sprintf("%d-%s-kill-%s", i, phase, then), func(t *testing.T) {
 					state := t.TempDir()
