@@ -95,7 +95,7 @@ set_working_mc 0x20
 	cmd.Stdout, cmd.Stderr = &out, &out
 	must(cmd.Start())
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	s := &sim{dir: dir, bmc: BMC{Address: "127.0.0.1", Port: port, User: "admin", PasswordFile: filepath.Join(dir, "pw"), Cipher: 3, Timeout: 1, Retries: 1}}
+	s := &sim{dir: dir, bmc: BMC{Address: "127.0.0.1", Port: port, User: "admin", PasswordFile: filepath.Join(dir, "pw"), Cipher: 3, Timeout: 2, Retries: 2}}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		_, err := New(s.bmc, &run.Local{}).PowerStatus(context.Background())
@@ -177,6 +177,7 @@ func TestSimErrors(t *testing.T) {
 		}
 		gone := s.bmc
 		gone.Interface, gone.Port = iface, closed
+		gone.Timeout, gone.Retries = 1, 0 // nothing answers: no need to wait long
 		_, err = New(gone, &run.Local{}).PowerStatus(ctx)
 		if !errors.Is(err, ErrUnreachable) || errors.Is(err, ErrAuth) {
 			t.Errorf("%s closed port: %v, want ErrUnreachable", iface, err)
@@ -252,7 +253,7 @@ func TestCrashChild(t *testing.T) {
 	f := strings.Split(spec, "|")
 	var port int
 	fmt.Sscan(f[3], &port)
-	b := BMC{Address: "127.0.0.1", Port: port, User: "admin", PasswordFile: f[2], Cipher: 3, Timeout: 1, Retries: 1}
+	b := BMC{Address: "127.0.0.1", Port: port, User: "admin", PasswordFile: f[2], Cipher: 3, Timeout: 2, Retries: 2}
 	err := runSim(context.Background(), b, atomic.WithStateDir(f[0]), atomic.WithID(f[1]))
 	t.Fatalf("not killed: %v", err)
 }
