@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -176,6 +177,12 @@ func parentRel(rel string) string {
 func doSnapshot(ctx context.Context, env *atomic.Env, s SnapshotStep, u snapUndo) (SnapshotResult, error) {
 	r := SnapshotResult{Mode: s.Mode, Snapshot: s.Snapshot}
 	if s.Mode == ModeBtrfs {
+		if !env.DryRun {
+			// trees earlier rollbacks replaced: not part of the restore point
+			if err := sweepTrash(ctx, env, s.Target); err != nil {
+				return r, err
+			}
+		}
 		if err := run.Mutate(ctx, env.Runner, "btrfs", "subvolume", "snapshot", s.Target, s.Snapshot); err != nil {
 			return r, fmt.Errorf("snapshot %s: %w", s.Target, err)
 		}
@@ -235,8 +242,82 @@ func undoSnapshot(ctx context.Context, env *atomic.Env, s SnapshotStep, u snapUn
 		return fmt.Errorf("%s (%s) and %s (%s) are not the target %s and its snapshot; not touching them",
 			s.Target, tgt.UUID, s.Snapshot, snap.UUID, u.TargetUUID)
 	}
-	if err := run.Mutate(ctx, env.Runner, "btrfs", "subvolume", "delete", "-c", s.Snapshot); err != nil {
-		return fmt.Errorf("delete upgraded tree at %s: %w", s.Snapshot, err)
+	// The upgraded tree (the target's original subvolume, u.TargetUUID)
+	// now waits at the snapshot path. Deleting a subvolume costs time in
+	// proportion to its cached inodes, so the rollback only moves it
+	// aside under a name holding its UUID (one rename, synced: constant
+	// time) and the next upgrade of the target deletes it (sweepTrash).
+	// A crash before the rename reruns this undo ("swapped already"); one
+	// after it finds the snapshot path empty: done.
+	trash := trashPath(s.Target, u.TargetUUID)
+	if len(filepath.Base(trash)) > 255 || u.TargetUUID == "" {
+		if err := run.Mutate(ctx, env.Runner, "btrfs", "subvolume", "delete", "-c", s.Snapshot); err != nil {
+			return fmt.Errorf("delete upgraded tree at %s: %w", s.Snapshot, err)
+		}
+		return nil
+	}
+	if env.Dry("move the upgraded tree %s aside to %s", s.Snapshot, trash) {
+		return nil
+	}
+	if err := unix.Renameat2(unix.AT_FDCWD, s.Snapshot, unix.AT_FDCWD, trash, unix.RENAME_NOREPLACE); err != nil {
+		return fmt.Errorf("move the upgraded tree %s aside to %s: %w", s.Snapshot, trash, err)
+	}
+	return syncDir(filepath.Dir(trash))
+}
+
+// trashMark names a replaced tree a rollback moved aside:
+// .<target name>.bofh-trash-<subvolume UUID>, beside the target.
+const trashMark = ".bofh-trash-"
+
+func trashPath(target, uuid string) string {
+	return filepath.Join(filepath.Dir(target), "."+filepath.Base(target)+trashMark+uuid)
+}
+
+// sweepTrash deletes the replaced trees earlier rollbacks of target moved
+// aside: subvolumes beside it named by trashPath whose UUID is the one
+// in their name (anything else of a similar name is left alone).
+func sweepTrash(ctx context.Context, env *atomic.Env, target string) error {
+	dir := filepath.Dir(target)
+	prefix := "." + filepath.Base(target) + trashMark
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		uuid, ok := strings.CutPrefix(e.Name(), prefix)
+		if !ok || !e.IsDir() {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		if ok, err := btrfs.IsSubvolume(p); err != nil || !ok {
+			continue
+		}
+		info, err := btrfs.Show(ctx, env.Runner, p)
+		if err != nil {
+			return err
+		}
+		if info.UUID != uuid {
+			continue
+		}
+		if err := run.Mutate(ctx, env.Runner, "btrfs", "subvolume", "delete", "-c", p); err != nil {
+			if ok, _ := btrfs.IsSubvolume(p); !ok {
+				continue // deleted meanwhile
+			}
+			return fmt.Errorf("delete the replaced tree %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// syncDir fsyncs a directory.
+func syncDir(dir string) error {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", dir, err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Fsync(fd); err != nil {
+		return fmt.Errorf("fsync %s: %w", dir, err)
 	}
 	return nil
 }

@@ -14,8 +14,9 @@
 // Step kinds registered:
 //   - tree.snapshot: take a restore point of a target before an upgrade:
 //     a btrfs snapshot beside it when it is a subvolume (undo: swap the
-//     snapshot back into place with renameat2 and delete the upgraded
-//     tree: constant time), otherwise a hard-link copy (a copy across
+//     snapshot back into place with renameat2 and move the upgraded
+//     tree aside to .<target>.bofh-trash-<uuid>: constant time; the next
+//     upgrade of the target deletes it), otherwise a hard-link copy (a copy across
 //     filesystems) of every path the upgrade will change, with its
 //     metadata, in the step's state directory (undo: put them back).
 //   - tree.hook: run a pre or post script with a timeout; undo: nothing
