@@ -97,6 +97,10 @@ func prepareOpen(ctx context.Context, env *atomic.Env, o Open) (atomic.Plan[open
 	m, err := Mapping(ctx, env.Runner, o.Name)
 	switch {
 	case errors.Is(err, ErrNoMapping):
+		// check the key before acting: a wrong one changes nothing (exit 2)
+		if _, err := findSlot(o.Device, o.key()); err != nil {
+			return plan, err
+		}
 		return plan, nil
 	case err != nil:
 		return plan, err
