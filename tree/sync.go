@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -167,13 +168,21 @@ type syncPlan struct {
 }
 
 func planSync(srcRoot, dstRoot string, skip func(string, bool) bool) (*syncPlan, error) {
-	src, err := scanFast(srcRoot, skip)
-	if err != nil {
-		return nil, fmt.Errorf("scan tree: %w", err)
+	var src, dst *Tree
+	var errS, errD error
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		src, errS = scanFast(srcRoot, skip)
+	}()
+	dst, errD = scanFast(dstRoot, skip)
+	wg.Wait()
+	if errS != nil {
+		return nil, fmt.Errorf("scan tree: %w", errS)
 	}
-	dst, err := scanFast(dstRoot, skip)
-	if err != nil {
-		return nil, fmt.Errorf("scan target: %w", err)
+	if errD != nil {
+		return nil, fmt.Errorf("scan target: %w", errD)
 	}
 	ch, err := Diff(src, dst, false)
 	if err != nil {
@@ -236,7 +245,7 @@ func (p *syncPlan) paths() []string {
 // apply carries the plan out on the target.
 func (p *syncPlan) apply() (*Stats, error) {
 	st := &Stats{}
-	dstRoot, srcRoot := p.dst.Root, p.src.Root
+	dstRoot := p.dst.Root
 	// 1. removals, deepest first: paths only in the target, and the old
 	// entry of a path whose type changes
 	var rm []string
@@ -267,9 +276,14 @@ func (p *syncPlan) apply() (*Stats, error) {
 		}
 		st.Removed++
 	}
-	// 2. creations and updates, parents first
+	// 2. creations and updates: directories first, parents first; then
+	// the entries that are not members of a hard-link group, in
+	// parallel (each is made at its own temporary name beside its path
+	// and renamed into place: no two touch the same name); then the
+	// members of hard-link groups in order (a member links to the first
+	// one made).
 	dirMeta := map[string]bool{}
-	linkedTo := map[[2]uint64]string{}
+	var par, seq []Change
 	for _, c := range p.changes {
 		if c.Kind == "added" {
 			continue
@@ -287,35 +301,24 @@ func (p *syncPlan) apply() (*Stats, error) {
 			dirMeta[c.Path] = true
 			continue
 		}
-		switch {
-		case s.Type == TypeFile && s.Nlink > 1 && linkedTo[[2]uint64{s.Dev, s.Ino}] != "" && (create || has(c.Details, "hardlink") || has(c.Details, "content")):
-			if err := replaceWith(full, func(tmp string) error {
-				return unix.Link(join(dstRoot, linkedTo[[2]uint64{s.Dev, s.Ino}]), tmp)
-			}); err != nil {
-				return st, err
-			}
-			st.Updated++
-		case create || has(c.Details, "content") || has(c.Details, "symlink") || has(c.Details, "device") || has(c.Details, "hardlink"):
-			if err := replaceWith(full, func(tmp string) error { return makeEntry(srcRoot, s, tmp) }); err != nil {
-				return st, err
-			}
-			if create {
-				st.Created++
-			} else {
-				st.Updated++
-			}
-			st.Bytes += s.Size
-		default:
-			if err := applyMeta(full, s); err != nil {
-				return st, err
-			}
-			st.Meta++
-		}
 		if s.Type == TypeFile && s.Nlink > 1 {
-			k := [2]uint64{s.Dev, s.Ino}
-			if linkedTo[k] == "" {
-				linkedTo[k] = c.Path
-			}
+			seq = append(seq, c)
+		} else {
+			par = append(par, c)
+		}
+	}
+	if err := p.applyEntries(par, st); err != nil {
+		return st, err
+	}
+	linkedTo := map[[2]uint64]string{}
+	for _, c := range seq {
+		s := p.src.Get(c.Path)
+		k := [2]uint64{s.Dev, s.Ino}
+		if err := p.applyEntry(c, s, linkedTo[k], st); err != nil {
+			return st, err
+		}
+		if linkedTo[k] == "" {
+			linkedTo[k] = c.Path
 		}
 	}
 	// leaders that did not change still anchor their groups
@@ -347,12 +350,89 @@ func (p *syncPlan) apply() (*Stats, error) {
 	return st, syncFS(dstRoot)
 }
 
+// applyEntry makes the target's entry at c.Path match the source entry
+// s (not a directory): a new copy renamed into place, a hard link to
+// linked (the first member made of s's hard-link group, "" if none) or
+// metadata only, and counts it in st.
+func (p *syncPlan) applyEntry(c Change, s *Entry, linked string, st *Stats) error {
+	full := join(p.dst.Root, c.Path)
+	create := c.Kind == "removed" || has(c.Details, "type")
+	switch {
+	case linked != "" && (create || has(c.Details, "hardlink") || has(c.Details, "content")):
+		if err := replaceWith(full, func(tmp string) error { return unix.Link(join(p.dst.Root, linked), tmp) }); err != nil {
+			return err
+		}
+		st.Updated++
+	case create || has(c.Details, "content") || has(c.Details, "symlink") || has(c.Details, "device") || has(c.Details, "hardlink"):
+		if err := replaceWith(full, func(tmp string) error { return makeEntry(p.src.Root, s, tmp) }); err != nil {
+			return err
+		}
+		if create {
+			st.Created++
+		} else {
+			st.Updated++
+		}
+		st.Bytes += s.Size
+	default:
+		if err := applyMeta(full, s); err != nil {
+			return err
+		}
+		st.Meta++
+	}
+	return nil
+}
+
+// applyEntries runs applyEntry on entries outside hard-link groups with
+// a bounded pool of workers; the first error stops the work.
+func (p *syncPlan) applyEntries(cs []Change, st *Stats) error {
+	if len(cs) == 0 {
+		return nil
+	}
+	nw := scanWorkers()
+	if nw > len(cs) {
+		nw = len(cs)
+	}
+	var next atomic.Int64
+	var failed atomic.Bool
+	errs := make([]error, nw)
+	part := make([]Stats, nw)
+	var wg sync.WaitGroup
+	for w := range nw {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !failed.Load() {
+				i := int(next.Add(1)) - 1
+				if i >= len(cs) {
+					return
+				}
+				if err := p.applyEntry(cs[i], p.src.Get(cs[i].Path), "", &part[w]); err != nil {
+					errs[w] = err
+					failed.Store(true)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, x := range part {
+		st.Created += x.Created
+		st.Updated += x.Updated
+		st.Meta += x.Meta
+		st.Bytes += x.Bytes
+	}
+	return errors.Join(errs...)
+}
+
+var tmpSeq atomic.Uint64
+
 // replaceWith makes a new entry at a temporary name beside full with
 // make, then renames it over full.
 func replaceWith(full string, mk func(tmp string) error) error {
 	tmp := path.Join(path.Dir(full), tmpPrefix+path.Base(full))
 	if len(path.Base(tmp)) > 255 {
-		tmp = path.Join(path.Dir(full), tmpPrefix+fmt.Sprintf("%d", os.Getpid()))
+		// unique: entries are made in parallel
+		tmp = path.Join(path.Dir(full), tmpPrefix+fmt.Sprintf("%d-%d", os.Getpid(), tmpSeq.Add(1)))
 	}
 	_ = unix.Unlink(tmp)
 	if err := mk(tmp); err != nil {

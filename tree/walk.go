@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -247,31 +248,50 @@ func entryAt(dirfd int, root, rel, name string, st *unix.Stat_t, b *scanBufs) (*
 			b.link = make([]byte, 2*len(b.link))
 		}
 	}
-	x, err := readXattrsBuf(p, &b.xattr)
-	if err != nil {
-		return nil, err
+	n, err := listxattrAt(dirfd, name, p, b.xattr)
+	switch {
+	case errors.Is(err, unix.ENOTSUP):
+	case err != nil && !errors.Is(err, unix.ERANGE):
+		return nil, fmt.Errorf("list xattrs of %s: %w", p, err)
+	case n > 0 || err != nil:
+		// some xattrs (rare): read them by path
+		if e.Xattrs, err = readXattrs(p); err != nil {
+			return nil, err
+		}
 	}
-	e.Xattrs = x
 	return e, nil
 }
 
-// readXattrsBuf is readXattrs with a reusable list buffer: a file without
-// xattrs costs one llistxattr call and no allocation.
-func readXattrsBuf(p string, buf *[]byte) (map[string][]byte, error) {
-	n, err := unix.Llistxattr(p, *buf)
-	if errors.Is(err, unix.ERANGE) {
-		return readXattrs(p)
+// noListxattrat is set once the kernel said it has no listxattrat(2)
+// (before Linux 6.13).
+var noListxattrat atomic.Bool
+
+// listxattrAt lists the xattr names of name in the directory open at
+// dirfd without following a symlink: listxattrat(2) where the kernel
+// has it (no path walk from the root), else llistxattr on the full path.
+func listxattrAt(dirfd int, name, full string, buf []byte) (int, error) {
+	if !noListxattrat.Load() {
+		nb, err := unix.BytePtrFromString(name)
+		if err != nil {
+			return 0, err
+		}
+		for {
+			r, _, e := unix.Syscall6(unix.SYS_LISTXATTRAT, uintptr(dirfd), uintptr(unsafe.Pointer(nb)), unix.AT_SYMLINK_NOFOLLOW,
+				uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)), 0)
+			switch e {
+			case 0:
+				return int(r), nil
+			case unix.EINTR:
+				continue
+			case unix.ENOSYS:
+				noListxattrat.Store(true)
+			default:
+				return 0, e
+			}
+			break
+		}
 	}
-	if errors.Is(err, unix.ENOTSUP) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list xattrs of %s: %w", p, err)
-	}
-	if n == 0 {
-		return nil, nil
-	}
-	return readXattrs(p)
+	return unix.Llistxattr(full, buf)
 }
 
 // openRead opens a file of a tree for reading without following a
