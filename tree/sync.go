@@ -39,6 +39,7 @@ func Diff(want, have *Tree, content bool) ([]Change, error) {
 	type pair struct {
 		i    int
 		a, b string
+		size int64
 	}
 	var pairs []pair
 	for _, w := range want.Entries {
@@ -49,7 +50,7 @@ func Diff(want, have *Tree, content bool) ([]Change, error) {
 		}
 		d, maybe := compare(w, h, content)
 		if maybe {
-			pairs = append(pairs, pair{i: len(out), a: join(want.Root, w.Rel), b: join(have.Root, h.Rel)})
+			pairs = append(pairs, pair{i: len(out), a: join(want.Root, w.Rel), b: join(have.Root, h.Rel), size: w.Size})
 		}
 		out = append(out, Change{Path: w.Rel, Kind: "changed", Details: d})
 	}
@@ -73,7 +74,7 @@ func Diff(want, have *Tree, content bool) ([]Change, error) {
 				defer wg.Done()
 				ba, bb := make([]byte, 128<<10), make([]byte, 128<<10)
 				for p := range ch {
-					same, err := sameContent(p.a, p.b, ba, bb)
+					same, err := sameContent(p.a, p.b, p.size, ba, bb)
 					mu.Lock()
 					if err != nil && firstErr == nil {
 						firstErr = err

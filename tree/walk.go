@@ -314,6 +314,16 @@ func openRead(p string) (int, error) {
 	}
 }
 
+// readOnce is one read(2), retried on EINTR.
+func readOnce(fd int, buf []byte) (int, error) {
+	for {
+		n, err := unix.Read(fd, buf)
+		if err != unix.EINTR {
+			return n, err
+		}
+	}
+}
+
 // readFull reads into buf until it is full or at end of file.
 func readFull(fd int, buf []byte) (int, error) {
 	n := 0
@@ -334,8 +344,12 @@ func readFull(fd int, buf []byte) (int, error) {
 }
 
 // sameContent compares two regular files' content byte for byte, reading
-// both to their end with the caller's buffers.
-func sameContent(a, b string, bufA, bufB []byte) (bool, error) {
+// both to their end with the caller's buffers. size is the size both had
+// when stat'ed: a file smaller than the buffers is read with one read of
+// size+1 bytes, which returns size bytes at the end of the file (a read
+// of a regular file is short only there), saving the read that returns
+// 0; any other count falls back to reading until 0.
+func sameContent(a, b string, size int64, bufA, bufB []byte) (bool, error) {
 	fa, err := openRead(a)
 	if err != nil {
 		return false, err
@@ -346,6 +360,25 @@ func sameContent(a, b string, bufA, bufB []byte) (bool, error) {
 		return false, err
 	}
 	defer unix.Close(fb)
+	if size >= 0 && size < int64(len(bufA)) && size < int64(len(bufB)) {
+		na, errA := readOnce(fa, bufA[:size+1])
+		nb, errB := readOnce(fb, bufB[:size+1])
+		switch {
+		case errA != nil:
+			return false, &os.PathError{Op: "read", Path: a, Err: errA}
+		case errB != nil:
+			return false, &os.PathError{Op: "read", Path: b, Err: errB}
+		case na == int(size) && nb == int(size):
+			return string(bufA[:na]) == string(bufB[:nb]), nil
+		}
+		// a size changed meanwhile: compare from the start, to the end
+		if _, err := unix.Seek(fa, 0, 0); err != nil {
+			return false, &os.PathError{Op: "seek", Path: a, Err: err}
+		}
+		if _, err := unix.Seek(fb, 0, 0); err != nil {
+			return false, &os.PathError{Op: "seek", Path: b, Err: err}
+		}
+	}
 	for {
 		na, err := readFull(fa, bufA)
 		if err != nil {

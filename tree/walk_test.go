@@ -100,3 +100,33 @@ func TestHostFastPathsMatch(t *testing.T) {
 		t.Fatalf("self: %q %v", got, err)
 	}
 }
+
+// TestSameContent: every path through sameContent, including a size that
+// changed after the stat.
+func TestSameContent(t *testing.T) {
+	dir := t.TempDir()
+	bufA, bufB := make([]byte, 64), make([]byte, 64)
+	for _, c := range []struct {
+		a, b string
+		size int64
+		same bool
+	}{
+		{"hello", "hello", 5, true},
+		{"hello", "hellO", 5, false},
+		{"hello!", "hello", 5, false}, // a grew after the stat
+		{"hello!", "hello!", 5, true}, // both grew the same: compared to the end
+		{"hell", "hell", 5, true},     // both shrank the same
+		{strings.Repeat("a", 200), strings.Repeat("a", 200), 200, true},
+		{strings.Repeat("a", 200), strings.Repeat("a", 199) + "b", 200, false},
+		{strings.Repeat("a", 64), strings.Repeat("a", 64), 64, true},
+		{strings.Repeat("a", 63), strings.Repeat("a", 63), 63, true},
+	} {
+		a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+		os.WriteFile(a, []byte(c.a), 0o644)
+		os.WriteFile(b, []byte(c.b), 0o644)
+		same, err := sameContent(a, b, c.size, bufA, bufB)
+		if err != nil || same != c.same {
+			t.Errorf("%q %q size %d: %v %v, want %v", c.a, c.b, c.size, same, err, c.same)
+		}
+	}
+}
