@@ -26,16 +26,16 @@ func scanWorkers() int {
 // dirPool runs fn on every directory of a tree with a bounded number of
 // workers. fn returns the subdirectories to visit (relative paths). The
 // first error stops the walk (directories already started finish).
-type dirPool struct {
+type dirPool[T any] struct {
 	mu     sync.Mutex
 	cond   *sync.Cond
-	queue  []string
+	queue  []T
 	active int
 	err    error
 }
 
-func walkDirs(workers int, start []string, fn func(w int, rel string) ([]string, error)) error {
-	p := &dirPool{queue: append([]string(nil), start...)}
+func walkDirs[T any](workers int, start []T, fn func(w int, job T) ([]T, error)) error {
+	p := &dirPool[T]{queue: append([]T(nil), start...)}
 	p.cond = sync.NewCond(&p.mu)
 	var wg sync.WaitGroup
 	for w := range workers {
@@ -297,10 +297,13 @@ func listxattrAt(dirfd int, name, full string, buf []byte) (int, error) {
 // openRead opens a file of a tree for reading without following a
 // symlink, without updating its access time when allowed (root, owner),
 // and never blocking on a FIFO swapped in meanwhile.
-func openRead(p string) (int, error) {
+func openRead(p string) (int, error) { return openReadAt(unix.AT_FDCWD, p, p) }
+
+// openReadAt is openRead of name in the directory open at dirfd.
+func openReadAt(dirfd int, name, p string) (int, error) {
 	flags := unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_CLOEXEC | unix.O_NONBLOCK | unix.O_NOATIME
 	for {
-		fd, err := unix.Open(p, flags, 0)
+		fd, err := unix.Openat(dirfd, name, flags, 0)
 		switch {
 		case err == nil:
 			return fd, nil
@@ -350,15 +353,23 @@ func readFull(fd int, buf []byte) (int, error) {
 // of a regular file is short only there), saving the read that returns
 // 0; any other count falls back to reading until 0.
 func sameContent(a, b string, size int64, bufA, bufB []byte) (bool, error) {
-	fa, err := openRead(a)
+	return sameContentAt(unix.AT_FDCWD, a, a, unix.AT_FDCWD, b, b, size, bufA, bufB)
+}
+
+// sameContentAt is sameContent for name a in the directory open at dfa
+// (full path fullA, for errors) and b in dfb.
+func sameContentAt(dfa int, a, fullA string, dfb int, b, fullB string, size int64, bufA, bufB []byte) (bool, error) {
+	fa, err := openReadAt(dfa, a, fullA)
 	if err != nil {
 		return false, err
 	}
 	defer unix.Close(fa)
-	fb, err := openRead(b)
+	a = fullA
+	fb, err := openReadAt(dfb, b, fullB)
 	if err != nil {
 		return false, err
 	}
+	b = fullB
 	defer unix.Close(fb)
 	if size >= 0 && size < int64(len(bufA)) && size < int64(len(bufB)) {
 		na, errA := readOnce(fa, bufA[:size+1])
@@ -395,26 +406,4 @@ func sameContent(a, b string, size int64, bufA, bufB []byte) (bool, error) {
 			return true, nil // both at their end
 		}
 	}
-}
-
-// diffContent is Diff(Scan(want), Scan(have), true) with both trees
-// scanned at once, each in parallel.
-func diffContent(wantRoot, haveRoot string, skip func(rel string, isDir bool) bool) ([]Change, error) {
-	var want, have *Tree
-	var errW, errH error
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		want, errW = scanFast(wantRoot, skip)
-	}()
-	have, errH = scanFast(haveRoot, skip)
-	wg.Wait()
-	if errW != nil {
-		return nil, errW
-	}
-	if errH != nil {
-		return nil, errH
-	}
-	return Diff(want, have, true)
 }

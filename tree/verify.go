@@ -1,0 +1,257 @@
+package tree
+
+import (
+	"fmt"
+	"sort"
+
+	"golang.org/x/sys/unix"
+)
+
+// Sides of a directory walked by diffContent.
+const (
+	sideBoth = iota // in both trees: compare
+	sideWant        // in the tree only: everything below is "removed"
+	sideHave        // in the target only: everything below is "added"
+)
+
+type diffJob struct {
+	rel  string
+	side int
+}
+
+// diffWorker is one worker's reusable state.
+type diffWorker struct {
+	sb         *scanBufs
+	entsH      []dirent
+	bufA, bufB []byte
+	out        []Change
+}
+
+// diffContent returns what Diff(Scan(want), Scan(have), true) returns
+// (skip must be safe for concurrent use), in one parallel walk of both
+// trees: each directory pair is read once, entries are stat'ed and
+// opened relative to their directory, and a regular file of the same
+// size on both sides is compared byte for byte right away, both read to
+// their end.
+func diffContent(wantRoot, haveRoot string, skip func(rel string, isDir bool) bool) ([]Change, error) {
+	for _, r := range []string{wantRoot, haveRoot} {
+		if err := realDir(r); err != nil {
+			return nil, err
+		}
+	}
+	wr, err := lstatEntry(wantRoot, "")
+	if err != nil {
+		return nil, err
+	}
+	hr, err := lstatEntry(haveRoot, "")
+	if err != nil {
+		return nil, err
+	}
+	var out []Change
+	if d, _ := compare(wr, hr, true); len(d) > 0 {
+		out = append(out, Change{Path: "", Kind: "changed", Details: d})
+	}
+	nw := scanWorkers()
+	ws := make([]*diffWorker, nw)
+	for i := range ws {
+		ws[i] = &diffWorker{sb: newScanBufs(), bufA: make([]byte, 128<<10), bufB: make([]byte, 128<<10)}
+	}
+	err = walkDirs(nw, []diffJob{{"", sideBoth}}, func(w int, j diffJob) ([]diffJob, error) {
+		switch j.side {
+		case sideWant:
+			return ws[w].one(wantRoot, j, "removed", skip)
+		case sideHave:
+			return ws[w].one(haveRoot, j, "added", skip)
+		}
+		return ws[w].both(wantRoot, haveRoot, j.rel, skip)
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range ws {
+		out = append(out, w.out...)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out, nil
+}
+
+func childRel(rel, name string) string {
+	if rel == "" {
+		return name
+	}
+	return rel + "/" + name
+}
+
+// isDirAt says whether a directory entry is a directory, from its d_type
+// or, when the filesystem gives none, from fstatat.
+func isDirAt(dirfd int, de dirent, full string) (bool, error) {
+	if de.typ != unix.DT_UNKNOWN {
+		return de.typ == unix.DT_DIR, nil
+	}
+	var st unix.Stat_t
+	if err := unix.Fstatat(dirfd, de.name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return false, fmt.Errorf("lstat %s: %w", full, err)
+	}
+	return st.Mode&unix.S_IFMT == unix.S_IFDIR, nil
+}
+
+// one lists a directory found in one tree only: every entry below it is
+// a change of the given kind.
+func (w *diffWorker) one(root string, j diffJob, kind string, skip func(string, bool) bool) ([]diffJob, error) {
+	dir := join(root, j.rel)
+	fd, err := openDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	w.sb.ents, err = readDir(fd, w.sb.dirent, w.sb.ents[:0])
+	if err != nil {
+		return nil, fmt.Errorf("read directory %s: %w", dir, err)
+	}
+	var subs []diffJob
+	for _, de := range w.sb.ents {
+		crel := childRel(j.rel, de.name)
+		isDir, err := isDirAt(fd, de, join(root, crel))
+		if err != nil {
+			return nil, err
+		}
+		if skip != nil && skip(crel, isDir) {
+			continue
+		}
+		w.out = append(w.out, Change{Path: crel, Kind: kind})
+		if isDir {
+			subs = append(subs, diffJob{crel, j.side})
+		}
+	}
+	return subs, nil
+}
+
+// both compares a directory present in both trees.
+func (w *diffWorker) both(wantRoot, haveRoot, rel string, skip func(string, bool) bool) ([]diffJob, error) {
+	dw, dh := join(wantRoot, rel), join(haveRoot, rel)
+	fw, err := openDir(dw)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fw)
+	fh, err := openDir(dh)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fh)
+	if w.sb.ents, err = readDir(fw, w.sb.dirent, w.sb.ents[:0]); err != nil {
+		return nil, fmt.Errorf("read directory %s: %w", dw, err)
+	}
+	if w.entsH, err = readDir(fh, w.sb.dirent, w.entsH[:0]); err != nil {
+		return nil, fmt.Errorf("read directory %s: %w", dh, err)
+	}
+	ew, eh := w.sb.ents, w.entsH
+	byName := func(es []dirent) func(i, j int) bool { return func(i, j int) bool { return es[i].name < es[j].name } }
+	sort.Slice(ew, byName(ew))
+	sort.Slice(eh, byName(eh))
+	// keep is an entry of one side, after skip
+	keep := func(fd int, root string, de dirent) (bool, bool, error) {
+		crel := childRel(rel, de.name)
+		isDir, err := isDirAt(fd, de, join(root, crel))
+		if err != nil {
+			return false, false, err
+		}
+		return skip == nil || !skip(crel, isDir), isDir, nil
+	}
+	var subs []diffJob
+	i, k := 0, 0
+	for i < len(ew) || k < len(eh) {
+		var a, b *dirent
+		switch {
+		case k >= len(eh) || (i < len(ew) && ew[i].name < eh[k].name):
+			a = &ew[i]
+			i++
+		case i >= len(ew) || eh[k].name < ew[i].name:
+			b = &eh[k]
+			k++
+		default:
+			a, b = &ew[i], &eh[k]
+			i++
+			k++
+		}
+		aDir, bDir := false, false
+		if a != nil {
+			ok, d, err := keep(fw, wantRoot, *a)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				a = nil
+			}
+			aDir = d
+		}
+		if b != nil {
+			ok, d, err := keep(fh, haveRoot, *b)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				b = nil
+			}
+			bDir = d
+		}
+		switch {
+		case a == nil && b == nil:
+			continue
+		case b == nil:
+			crel := childRel(rel, a.name)
+			w.out = append(w.out, Change{Path: crel, Kind: "removed"})
+			if aDir {
+				subs = append(subs, diffJob{crel, sideWant})
+			}
+			continue
+		case a == nil:
+			crel := childRel(rel, b.name)
+			w.out = append(w.out, Change{Path: crel, Kind: "added"})
+			if bDir {
+				subs = append(subs, diffJob{crel, sideHave})
+			}
+			continue
+		}
+		crel := childRel(rel, a.name)
+		we, err := w.entry(fw, wantRoot, crel, a.name)
+		if err != nil {
+			return nil, err
+		}
+		he, err := w.entry(fh, haveRoot, crel, b.name)
+		if err != nil {
+			return nil, err
+		}
+		d, maybe := compare(we, he, true)
+		if maybe {
+			same, err := sameContentAt(fw, a.name, join(wantRoot, crel), fh, b.name, join(haveRoot, crel), we.Size, w.bufA, w.bufB)
+			if err != nil {
+				return nil, err
+			}
+			if !same {
+				d = append([]string{"content"}, d...)
+			}
+		}
+		switch {
+		case we.Type == TypeDir && he.Type == TypeDir:
+			subs = append(subs, diffJob{crel, sideBoth})
+		case we.Type == TypeDir:
+			subs = append(subs, diffJob{crel, sideWant})
+		case he.Type == TypeDir:
+			subs = append(subs, diffJob{crel, sideHave})
+		}
+		if len(d) > 0 {
+			w.out = append(w.out, Change{Path: crel, Kind: "changed", Details: d})
+		}
+	}
+	return subs, nil
+}
+
+// entry stats name in the directory open at dirfd.
+func (w *diffWorker) entry(dirfd int, root, rel, name string) (*Entry, error) {
+	var st unix.Stat_t
+	if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return nil, fmt.Errorf("lstat %s: %w", join(root, rel), err)
+	}
+	return entryAt(dirfd, root, rel, name, &st, w.sb)
+}
