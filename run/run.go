@@ -209,10 +209,20 @@ func SecretFromFile(path string) (Secret, error) {
 	return Secret(strings.TrimSuffix(string(b), "\n")), nil
 }
 
+// minSubstringSecret is the shortest secret redacted wherever it occurs
+// inside a longer string; a shorter one (a weak passphrase such as "x")
+// would garble every error and show where its characters occur, so it is
+// redacted only where it stands alone.
+const minSubstringSecret = 4
+
 func redact(s string, secrets []Secret) string {
 	for _, sec := range secrets {
-		if len(sec) >= 1 {
+		switch {
+		case len(sec) == 0:
+		case len(sec) >= minSubstringSecret:
 			s = strings.ReplaceAll(s, string(sec), Redacted)
+		case strings.TrimSpace(s) == string(sec):
+			s = Redacted
 		}
 	}
 	return s

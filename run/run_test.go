@@ -151,6 +151,13 @@ func TestFake(t *testing.T) {
 	}
 }
 
+func TestShortSecretsDoNotGarble(t *testing.T) {
+	c := Cmd{Argv: []string{"cryptsetup", "--cipher", "aria-xts-plain64", "x"}, Secrets: []Secret{"x"}}
+	if got, want := c.String(), "cryptsetup --cipher aria-xts-plain64 '<redacted>'"; got != want {
+		t.Fatalf("%s, want %s", got, want)
+	}
+}
+
 func TestCmdString(t *testing.T) {
 	c := Cmd{Argv: []string{"cryptsetup", "open", "--key-file", "-", "/dev/loop0", "it's"}, Secrets: []Secret{"loop0"}}
 	if got, want := c.String(), `cryptsetup open --key-file - '/dev/<redacted>' 'it'\''s'`; got != want {
