@@ -134,8 +134,10 @@ func parseKernelDepends(out []byte) (string, error) {
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
-		if len(f) == 2 && f[0] == "Depends:" && strings.HasPrefix(f[1], "linux-image-") {
-			return strings.Trim(f[1], "<>"), nil
+		if len(f) == 2 && f[0] == "Depends:" {
+			if name := strings.Trim(f[1], "<>"); strings.HasPrefix(name, "linux-image-") {
+				return name, nil
+			}
 		}
 	}
 	return "", errors.New("vmtest: no linux-image-* dependency in apt-cache output (run apt-get update?)")
