@@ -84,13 +84,13 @@ func childRel(rel, name string) string {
 
 // isDirAt says whether a directory entry is a directory, from its d_type
 // or, when the filesystem gives none, from fstatat.
-func isDirAt(dirfd int, de dirent, full string) (bool, error) {
+func isDirAt(dirfd int, de dirent, root, rel string) (bool, error) {
 	if de.typ != unix.DT_UNKNOWN {
 		return de.typ == unix.DT_DIR, nil
 	}
 	var st unix.Stat_t
 	if err := unix.Fstatat(dirfd, de.name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return false, fmt.Errorf("lstat %s: %w", full, err)
+		return false, fmt.Errorf("lstat %s: %w", join(root, rel), err)
 	}
 	return st.Mode&unix.S_IFMT == unix.S_IFDIR, nil
 }
@@ -111,7 +111,7 @@ func (w *diffWorker) one(root string, j diffJob, kind string, skip func(string, 
 	var subs []diffJob
 	for _, de := range w.sb.ents {
 		crel := childRel(j.rel, de.name)
-		isDir, err := isDirAt(fd, de, join(root, crel))
+		isDir, err := isDirAt(fd, de, root, crel)
 		if err != nil {
 			return nil, err
 		}
@@ -152,7 +152,7 @@ func (w *diffWorker) both(wantRoot, haveRoot, rel string, skip func(string, bool
 	// keep is an entry of one side, after skip
 	keep := func(fd int, root string, de dirent) (bool, bool, error) {
 		crel := childRel(rel, de.name)
-		isDir, err := isDirAt(fd, de, join(root, crel))
+		isDir, err := isDirAt(fd, de, root, crel)
 		if err != nil {
 			return false, false, err
 		}
@@ -224,7 +224,7 @@ func (w *diffWorker) both(wantRoot, haveRoot, rel string, skip func(string, bool
 		}
 		d, maybe := compare(we, he, true)
 		if maybe {
-			same, err := sameContentAt(fw, a.name, join(wantRoot, crel), fh, b.name, join(haveRoot, crel), we.Size, w.bufA, w.bufB)
+			same, err := sameContentAt(fw, a.name, wantRoot, crel, fh, b.name, haveRoot, crel, we.Size, w.bufA, w.bufB)
 			if err != nil {
 				return nil, err
 			}

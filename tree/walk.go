@@ -234,12 +234,11 @@ func scanFast(root string, skip func(rel string, isDir bool) bool) (*Tree, error
 func entryAt(dirfd int, root, rel, name string, st *unix.Stat_t, b *scanBufs) (*Entry, error) {
 	e := &Entry{Rel: rel, Type: typeOf(st.Mode), Mode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid,
 		Size: st.Size, Mtime: st.Mtim.Nano(), Atime: st.Atim.Nano(), Rdev: st.Rdev, Dev: st.Dev, Ino: st.Ino, Nlink: st.Nlink}
-	p := join(root, rel)
 	if e.Type == TypeSymlink {
 		for {
 			n, err := unix.Readlinkat(dirfd, name, b.link)
 			if err != nil {
-				return nil, &os.PathError{Op: "readlink", Path: p, Err: err}
+				return nil, &os.PathError{Op: "readlink", Path: join(root, rel), Err: err}
 			}
 			if n < len(b.link) {
 				e.Link = string(b.link[:n])
@@ -248,14 +247,14 @@ func entryAt(dirfd int, root, rel, name string, st *unix.Stat_t, b *scanBufs) (*
 			b.link = make([]byte, 2*len(b.link))
 		}
 	}
-	n, err := listxattrAt(dirfd, name, p, b.xattr)
+	n, err := listxattrAt(dirfd, name, root, rel, b.xattr)
 	switch {
 	case errors.Is(err, unix.ENOTSUP):
 	case err != nil && !errors.Is(err, unix.ERANGE):
-		return nil, fmt.Errorf("list xattrs of %s: %w", p, err)
+		return nil, fmt.Errorf("list xattrs of %s: %w", join(root, rel), err)
 	case n > 0 || err != nil:
 		// some xattrs (rare): read them by path
-		if e.Xattrs, err = readXattrs(p); err != nil {
+		if e.Xattrs, err = readXattrs(join(root, rel)); err != nil {
 			return nil, err
 		}
 	}
@@ -269,7 +268,7 @@ var noListxattrat atomic.Bool
 // listxattrAt lists the xattr names of name in the directory open at
 // dirfd without following a symlink: listxattrat(2) where the kernel
 // has it (no path walk from the root), else llistxattr on the full path.
-func listxattrAt(dirfd int, name, full string, buf []byte) (int, error) {
+func listxattrAt(dirfd int, name, root, rel string, buf []byte) (int, error) {
 	if !noListxattrat.Load() {
 		nb, err := unix.BytePtrFromString(name)
 		if err != nil {
@@ -291,16 +290,22 @@ func listxattrAt(dirfd int, name, full string, buf []byte) (int, error) {
 			break
 		}
 	}
-	return unix.Llistxattr(full, buf)
+	return unix.Llistxattr(join(root, rel), buf)
 }
 
 // openRead opens a file of a tree for reading without following a
 // symlink, without updating its access time when allowed (root, owner),
 // and never blocking on a FIFO swapped in meanwhile.
-func openRead(p string) (int, error) { return openReadAt(unix.AT_FDCWD, p, p) }
+func openRead(p string) (int, error) {
+	fd, err := openReadAt(unix.AT_FDCWD, p)
+	if err != nil {
+		return -1, &os.PathError{Op: "open", Path: p, Err: err}
+	}
+	return fd, nil
+}
 
 // openReadAt is openRead of name in the directory open at dirfd.
-func openReadAt(dirfd int, name, p string) (int, error) {
+func openReadAt(dirfd int, name string) (int, error) {
 	flags := unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_CLOEXEC | unix.O_NONBLOCK | unix.O_NOATIME
 	for {
 		fd, err := unix.Openat(dirfd, name, flags, 0)
@@ -313,7 +318,7 @@ func openReadAt(dirfd int, name, p string) (int, error) {
 			flags &^= unix.O_NOATIME
 			continue
 		}
-		return -1, &os.PathError{Op: "open", Path: p, Err: err}
+		return -1, err
 	}
 }
 
@@ -353,56 +358,58 @@ func readFull(fd int, buf []byte) (int, error) {
 // of a regular file is short only there), saving the read that returns
 // 0; any other count falls back to reading until 0.
 func sameContent(a, b string, size int64, bufA, bufB []byte) (bool, error) {
-	return sameContentAt(unix.AT_FDCWD, a, a, unix.AT_FDCWD, b, b, size, bufA, bufB)
+	return sameContentAt(unix.AT_FDCWD, a, a, "", unix.AT_FDCWD, b, b, "", size, bufA, bufB)
 }
 
-// sameContentAt is sameContent for name a in the directory open at dfa
-// (full path fullA, for errors) and b in dfb.
-func sameContentAt(dfa int, a, fullA string, dfb int, b, fullB string, size int64, bufA, bufB []byte) (bool, error) {
-	fa, err := openReadAt(dfa, a, fullA)
+// sameContentAt is sameContent for name na in the directory open at dfa
+// (path rootA/relA, for errors) and nb in dfb.
+func sameContentAt(dfa int, na, rootA, relA string, dfb int, nb, rootB, relB string, size int64, bufA, bufB []byte) (bool, error) {
+	// paths are made only for an error
+	errA := func(op string, err error) error { return &os.PathError{Op: op, Path: join(rootA, relA), Err: err} }
+	errB := func(op string, err error) error { return &os.PathError{Op: op, Path: join(rootB, relB), Err: err} }
+	fa, err := openReadAt(dfa, na)
 	if err != nil {
-		return false, err
+		return false, errA("open", err)
 	}
 	defer unix.Close(fa)
-	a = fullA
-	fb, err := openReadAt(dfb, b, fullB)
+	fb, err := openReadAt(dfb, nb)
 	if err != nil {
-		return false, err
+		return false, errB("open", err)
 	}
-	b = fullB
 	defer unix.Close(fb)
 	if size >= 0 && size < int64(len(bufA)) && size < int64(len(bufB)) {
-		na, errA := readOnce(fa, bufA[:size+1])
-		nb, errB := readOnce(fb, bufB[:size+1])
-		switch {
-		case errA != nil:
-			return false, &os.PathError{Op: "read", Path: a, Err: errA}
-		case errB != nil:
-			return false, &os.PathError{Op: "read", Path: b, Err: errB}
-		case na == int(size) && nb == int(size):
-			return string(bufA[:na]) == string(bufB[:nb]), nil
+		ra, err := readOnce(fa, bufA[:size+1])
+		if err != nil {
+			return false, errA("read", err)
+		}
+		rb, err := readOnce(fb, bufB[:size+1])
+		if err != nil {
+			return false, errB("read", err)
+		}
+		if ra == int(size) && rb == int(size) {
+			return string(bufA[:ra]) == string(bufB[:rb]), nil
 		}
 		// a size changed meanwhile: compare from the start, to the end
 		if _, err := unix.Seek(fa, 0, 0); err != nil {
-			return false, &os.PathError{Op: "seek", Path: a, Err: err}
+			return false, errA("seek", err)
 		}
 		if _, err := unix.Seek(fb, 0, 0); err != nil {
-			return false, &os.PathError{Op: "seek", Path: b, Err: err}
+			return false, errB("seek", err)
 		}
 	}
 	for {
-		na, err := readFull(fa, bufA)
+		ra, err := readFull(fa, bufA)
 		if err != nil {
-			return false, &os.PathError{Op: "read", Path: a, Err: err}
+			return false, errA("read", err)
 		}
-		nb, err := readFull(fb, bufB)
+		rb, err := readFull(fb, bufB)
 		if err != nil {
-			return false, &os.PathError{Op: "read", Path: b, Err: err}
+			return false, errB("read", err)
 		}
-		if na != nb || string(bufA[:na]) != string(bufB[:nb]) {
+		if ra != rb || string(bufA[:ra]) != string(bufB[:rb]) {
 			return false, nil
 		}
-		if na < len(bufA) {
+		if ra < len(bufA) {
 			return true, nil // both at their end
 		}
 	}
