@@ -288,6 +288,11 @@ func startGuest(ctx context.Context, cfg *Config, lab *Lab, accel, mode string, 
 	// Own process group so teardown kills everything; SIGKILL qemu if this
 	// process dies first.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if cfg.Interactive {
+		// qemu must stay in the terminal's foreground process group to
+		// read it (a background group gets SIGTTIN).
+		cmd.SysProcAttr.Setpgid = false
+	}
 	fmt.Fprintf(cfg.Log, "vmtest: booting %s with %s (%d MiB, %d vCPU), run dir %s\n",
 		lab.KernelVersion, accel, cfg.MemoryMiB, cfg.CPUs, runDir)
 	g.started = time.Now()
@@ -477,7 +482,11 @@ func (g *guest) waitCopies() {
 
 func (g *guest) kill() {
 	if g.cmd != nil && g.cmd.Process != nil {
-		syscall.Kill(-g.cmd.Process.Pid, syscall.SIGKILL)
+		if g.cmd.SysProcAttr.Setpgid {
+			syscall.Kill(-g.cmd.Process.Pid, syscall.SIGKILL)
+		} else {
+			g.cmd.Process.Kill()
+		}
 	}
 }
 
@@ -564,7 +573,7 @@ func (c *consoleWatch) readyAfter(start time.Time) string {
 
 // kvmBootLimit is how long a KVM guest may take to reach init before the lab
 // gives up on KVM and falls back to TCG.
-const kvmBootLimit = 30 * time.Second
+const kvmBootLimit = 20 * time.Second
 
 // kvmVerdictFile remembers, per host kernel, that KVM did not work, so that
 // later runs go straight to TCG instead of waiting kvmBootLimit again.
