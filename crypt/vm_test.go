@@ -15,21 +15,9 @@ import (
 
 	"github.com/bofhkit/bofh/atomic"
 	_ "github.com/bofhkit/bofh/blockdev" // loop.attach, fs.mkfs, mount for the lab recipe
+	"github.com/bofhkit/bofh/internal/vmtest"
 	"github.com/bofhkit/bofh/run"
 )
-
-// requireVM fails outside the lab guest unless BOFH_SKIP_VM=1.
-// TODO(lab): switch to vmtest.Require(t) once internal/vmtest exports it.
-func requireVM(t *testing.T) {
-	t.Helper()
-	if os.Getenv("BOFH_IN_VM") == "1" {
-		return
-	}
-	if os.Getenv("BOFH_SKIP_VM") == "1" {
-		t.Skip("BOFH_SKIP_VM=1: VM lab test skipped")
-	}
-	t.Fatal("this test runs inside the VM lab (make test-vm); set BOFH_SKIP_VM=1 to skip it")
-}
 
 func sh(t *testing.T, argv ...string) string {
 	t.Helper()
@@ -92,7 +80,7 @@ func do(t *testing.T, state string, steps ...atomic.Params) error {
 // header backup/restore; LUKS1 format + open; wrong passphrase and a busy
 // device change nothing.
 func TestVMLifecycle(t *testing.T) {
-	requireVM(t)
+	vmtest.Require(t)
 	ctx := context.Background()
 	for _, typ := range []string{"luks2", "luks1"} {
 		t.Run(typ, func(t *testing.T) {
@@ -196,7 +184,7 @@ func TestVMLifecycle(t *testing.T) {
 // TestVMBadCipher: a cipher the kernel lacks fails cleanly and leaves the
 // device as it was.
 func TestVMBadCipher(t *testing.T) {
-	requireVM(t)
+	vmtest.Require(t)
 	dev, file := loopDev(t, 32<<20)
 	before := sum(t, file)
 	f := fastFormat(dev)
@@ -307,7 +295,7 @@ func TestVMRecipeChild(t *testing.T) {
 }
 
 func TestVMRecipeFailures(t *testing.T) {
-	requireVM(t)
+	vmtest.Require(t)
 	ctx := context.Background()
 	const steps = 5
 	// in-process errors: rollback restores the starting state

@@ -14,21 +14,9 @@ import (
 
 	"github.com/bofhkit/bofh/atomic"
 	"github.com/bofhkit/bofh/drbd"
+	"github.com/bofhkit/bofh/internal/vmtest"
 	"github.com/bofhkit/bofh/run"
 )
-
-// requireVM fails outside the lab guest unless BOFH_SKIP_VM=1 (the guest
-// sets BOFH_IN_VM=1). TODO: vmtest.Require once the lab package has it.
-func requireVM(t *testing.T) {
-	t.Helper()
-	if os.Getenv("BOFH_IN_VM") == "1" {
-		return
-	}
-	if os.Getenv("BOFH_SKIP_VM") == "1" {
-		t.Skip("BOFH_SKIP_VM=1: VM lab test skipped")
-	}
-	t.Fatal("this test runs inside the VM lab (make test-vm); BOFH_SKIP_VM=1 to skip it")
-}
 
 func sh(t *testing.T, argv ...string) string {
 	t.Helper()
@@ -81,7 +69,7 @@ func apply(ctx context.Context, t *testing.T, fail string, ps ...atomic.Params) 
 // down, each journaled; then the same with a failure at every step rolls
 // back to no config, no metadata, resource down.
 func TestVMStandalone(t *testing.T) {
-	requireVM(t)
+	vmtest.Require(t)
 	ctx := context.Background()
 	r := &run.Local{}
 	w, loop := standalone(t, "bofhvm")

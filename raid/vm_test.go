@@ -16,22 +16,10 @@ import (
 	"time"
 
 	"github.com/bofhkit/bofh/atomic"
+	"github.com/bofhkit/bofh/internal/vmtest"
 	"github.com/bofhkit/bofh/raid"
 	"github.com/bofhkit/bofh/run"
 )
-
-// requireVM fails outside the lab guest unless BOFH_SKIP_VM=1 (the guest
-// sets BOFH_IN_VM=1). TODO: vmtest.Require once the lab package has it.
-func requireVM(t *testing.T) {
-	t.Helper()
-	if os.Getenv("BOFH_IN_VM") == "1" {
-		return
-	}
-	if os.Getenv("BOFH_SKIP_VM") == "1" {
-		t.Skip("BOFH_SKIP_VM=1: VM lab test skipped")
-	}
-	t.Fatal("this test runs inside the VM lab (make test-vm); BOFH_SKIP_VM=1 to skip it")
-}
 
 const helperEnv = "BOFH_RAID_HELPER"
 
@@ -148,7 +136,7 @@ func noSuperblock(t *testing.T, devs ...string) {
 }
 
 func lifecycle(t *testing.T, level string, n int, md string) {
-	requireVM(t)
+	vmtest.Require(t)
 	devs := loops(t, n, 32)
 	stopAtCleanup(t, md)
 	setSpeed(t, 5000, 8000) // slow enough to see progress, 32 MiB in ~5 s
@@ -198,7 +186,7 @@ func TestVMRaid5Lifecycle(t *testing.T) { lifecycle(t, "5", 3, "/dev/md22") }
 // TestVMRollbackAndBadInput: a failure after create rolls back to no
 // array and no superblock; bad input changes nothing.
 func TestVMRollbackAndBadInput(t *testing.T) {
-	requireVM(t)
+	vmtest.Require(t)
 	devs := loops(t, 4, 32)
 	stopAtCleanup(t, "/dev/md23")
 	ctx := context.Background()
@@ -291,7 +279,7 @@ func observe(t *testing.T, files []string, mnt string) observed {
 // (error in-process, SIGKILL of a child) rolls back to no array, no
 // superblock, no loop device, no mount; a killed run resumes to the end.
 func TestVMStackedRecipeCrash(t *testing.T) {
-	requireVM(t)
+	vmtest.Require(t)
 	setSpeed(t, 1000, 200000)
 	ctx := context.Background()
 	dir := t.TempDir()
