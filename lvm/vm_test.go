@@ -44,7 +44,11 @@ func state(t *testing.T) *Report {
 // blkid finds on devs (pass none to skip blkid: it is slow in the guest).
 func shape(t *testing.T, devs []string) string {
 	t.Helper()
-	rep := state(t)
+	return shapeOf(state(t), devs)
+}
+
+// shapeOf is shape of a report already queried.
+func shapeOf(rep *Report, devs []string) string {
 	var b strings.Builder
 	for _, vg := range rep.VGs {
 		fmt.Fprintf(&b, "vg %s pvs=%d tags=%v\n", vg.Name, vg.PVCount, vg.Tags)
@@ -205,9 +209,17 @@ func TestVMOperations(t *testing.T) {
 			CreateLV{VG: "bofhvm", Name: "thinsnap", Size: "4M"},
 		}, RemoveSteps(id, "bofhvm", "thinsnap", true)[1:]...)
 	}
+	// rep is the state after the previous operation's real run: its check
+	// and the next operation's "before" share that one fullreport (nil
+	// after a failed operation: query again)
+	rep := state(t)
 	for _, op := range ops {
 		t.Run(op.name, func(t *testing.T) {
-			before := shape(t, nil)
+			if rep == nil {
+				rep = state(t)
+			}
+			before := shapeOf(rep, nil)
+			rep = nil
 			start := time.Now()
 			failID, realID := atomic.NewID()+"-f", atomic.NewID()+"-r"
 			steps, realSteps := op.steps, op.steps
@@ -234,8 +246,9 @@ func TestVMOperations(t *testing.T) {
 			if err := doTxID(t, dir, realID, "", realSteps...); err != nil {
 				t.Fatalf("real run: %v", err)
 			}
+			rep = state(t)
 			if op.check != nil {
-				if err := op.check(state(t)); err != nil {
+				if err := op.check(rep); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -244,7 +257,10 @@ func TestVMOperations(t *testing.T) {
 	}
 	// no orphans: every transaction above committed or rolled back
 	txs, _ := atomic.List(dir)
-	if o := Orphans(state(t), txs); len(o) != 0 {
+	if rep == nil {
+		rep = state(t)
+	}
+	if o := Orphans(rep, txs); len(o) != 0 {
 		t.Errorf("orphans: %+v", o)
 	}
 }
@@ -341,10 +357,11 @@ func endState(t *testing.T) error {
 	return nil
 }
 
-// TestVMRecipeCrashMatrix: VG → LV → thin pool → thin LV → resize → rename.
-// At every step: an in-process error rolls back to nothing; a SIGKILL after
-// the step's effect, then 'tx rollback', leaves nothing (no LV, no VG, no
-// PV label); a SIGKILL before it, then 'tx resume', reaches the end state.
+// TestVMRecipeCrashMatrix: VG → LV → thin pool → thin LV → resize → rename,
+// with a failure at every step (crashCases: an in-process error, and a
+// SIGKILL of a child finished from the journal). An error, or a kill then
+// 'tx rollback', leaves nothing (no LV, no VG, no PV label); a kill then
+// 'tx resume' reaches the end state.
 func TestVMRecipeCrashMatrix(t *testing.T) {
 	vmtest.Require(t)
 	devs := loops(t, 2)
@@ -365,7 +382,8 @@ func TestVMRecipeCrashMatrix(t *testing.T) {
 		t.Fatal(err)
 	}
 	wipeAll(t, devs)
-	child := func(id, fail string) {
+	child := func(t *testing.T, id, fail string) {
+		t.Helper()
 		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
 		cmd.Env = append(os.Environ(), "BOFH_LVM_HELPER=1", "BOFH_LVM_RECIPE="+yaml, "BOFH_LVM_ID="+id,
 			"BOFH_STATE_DIR="+dir, "BOFH_FAIL="+fail)
@@ -377,36 +395,102 @@ func TestVMRecipeCrashMatrix(t *testing.T) {
 			t.Fatalf("child with %s: %v (want killed): %s", fail, err, out.String())
 		}
 	}
-	for k := 1; k <= recipeSteps; k++ {
-		t.Run(fmt.Sprintf("step%d", k), func(t *testing.T) {
-			// error in-process
-			_, err := atomic.Apply(context.Background(), r, atomic.WithStateDir(dir), atomic.WithLogger(quiet),
-				atomic.WithFailpoints(fmt.Sprintf("%d:after:error", k)))
-			if atomic.ExitCode(err) != atomic.ExitRolledBack {
-				t.Fatalf("error at %d: %v", k, err)
+	for _, c := range crashCases(t, recipeSteps) {
+		t.Run(c.String(), func(t *testing.T) {
+			start := time.Now()
+			// a failed case must not leave its state to the next one
+			t.Cleanup(func() {
+				if t.Failed() {
+					wipeAll(t, devs)
+				}
+			})
+			switch {
+			case c.how == "error":
+				_, err := atomic.Apply(context.Background(), r, atomic.WithStateDir(dir), atomic.WithLogger(quiet),
+					atomic.WithFailpoints(c.failpoint()))
+				if !errors.Is(err, atomic.ErrFailpoint) || atomic.ExitCode(err) != atomic.ExitRolledBack {
+					t.Fatalf("error at %s: %v", c.failpoint(), err)
+				}
+				if got := shape(t, devs); got != empty {
+					t.Fatalf("after rollback of an error at %s:\n%s", c.failpoint(), got)
+				}
+			case c.then == "rollback":
+				id := "kill-" + c.String()
+				child(t, id, c.failpoint())
+				if err := atomic.RollbackID(context.Background(), id, nil, atomic.WithStateDir(dir), atomic.WithLogger(quiet)); err != nil {
+					t.Fatalf("rollback after a kill at %s: %v", c.failpoint(), err)
+				}
+				if got := shape(t, devs); got != empty {
+					t.Fatalf("after rollback of a kill at %s:\n%s", c.failpoint(), got)
+				}
+			default:
+				id := "kill-" + c.String()
+				child(t, id, c.failpoint())
+				if err := atomic.ResumeID(context.Background(), id, atomic.WithStateDir(dir), atomic.WithLogger(quiet)); err != nil {
+					t.Fatalf("resume after a kill at %s: %v", c.failpoint(), err)
+				}
+				if err := endState(t); err != nil {
+					t.Fatalf("after resume from a kill at %s: %v", c.failpoint(), err)
+				}
+				wipeAll(t, devs)
 			}
-			if got := shape(t, devs); got != empty {
-				t.Fatalf("after rollback of an error at step %d:\n%s", k, got)
-			}
-			// kill after the effect, roll back from the journal
-			id := fmt.Sprintf("kill-rb-%d", k)
-			child(id, fmt.Sprintf("%d:after:kill", k))
-			if err := atomic.RollbackID(context.Background(), id, nil, atomic.WithStateDir(dir), atomic.WithLogger(quiet)); err != nil {
-				t.Fatalf("rollback after kill at %d: %v", k, err)
-			}
-			if got := shape(t, devs); got != empty {
-				t.Fatalf("after rollback of a kill at step %d:\n%s", k, got)
-			}
-			// kill before the effect, resume from the journal
-			id = fmt.Sprintf("kill-rs-%d", k)
-			child(id, fmt.Sprintf("%d:before:kill", k))
-			if err := atomic.ResumeID(context.Background(), id, atomic.WithStateDir(dir), atomic.WithLogger(quiet)); err != nil {
-				t.Fatalf("resume after kill at %d: %v", k, err)
-			}
-			if err := endState(t); err != nil {
-				t.Fatalf("after resume from a kill at step %d: %v", k, err)
-			}
-			wipeAll(t, devs)
+			t.Logf("%s: %.1fs", c, time.Since(start).Seconds())
 		})
 	}
+}
+
+// crashCase is one failure injected into a recipe: at step (1-based),
+// before or after its effect, an in-process error or a SIGKILL of a child
+// process; a kill is finished from the journal by rollback or resume.
+type crashCase struct {
+	step  int
+	phase string // before, after
+	how   string // error, kill
+	then  string // kill only: rollback, resume
+}
+
+func (c crashCase) String() string {
+	if c.how == "kill" {
+		return fmt.Sprintf("%d-%s-kill-%s", c.step, c.phase, c.then)
+	}
+	return fmt.Sprintf("%d-%s-error", c.step, c.phase)
+}
+
+func (c crashCase) failpoint() string { return fmt.Sprintf("%d:%s:%s", c.step, c.phase, c.how) }
+
+// crashCases is the failure matrix of a recipe of n steps. Every step gets
+// an error AND a kill. By default (sized for the TCG budget) that is an
+// error after the effect and one kill, whose phase alternates with the step
+// (after, before, …) and whose finish alternates every two steps
+// (rollback, rollback, resume, resume, …), so the four (phase × finish)
+// kill combinations come round every four steps. BOFH_FULL_MATRIX=1 runs
+// the full cross product at every step: error before and after, kill
+// before and after × rollback and resume.
+func crashCases(t *testing.T, n int) []crashCase {
+	t.Helper()
+	full := os.Getenv("BOFH_FULL_MATRIX") != ""
+	var cs []crashCase
+	for i := 1; i <= n; i++ {
+		if full {
+			for _, phase := range []string{"before", "after"} {
+				cs = append(cs, crashCase{i, phase, "error", ""})
+				for _, then := range []string{"rollback", "resume"} {
+					cs = append(cs, crashCase{i, phase, "kill", then})
+				}
+			}
+			continue
+		}
+		cs = append(cs, crashCase{i, "after", "error", ""},
+			crashCase{i, []string{"after", "before"}[(i-1)%2], "kill", []string{"rollback", "resume"}[(i-1)/2%2]})
+	}
+	names := make([]string, len(cs))
+	for i, c := range cs {
+		names[i] = c.String()
+	}
+	mode := "default matrix (BOFH_FULL_MATRIX=1 for the full cross product)"
+	if full {
+		mode = "full matrix (BOFH_FULL_MATRIX=1)"
+	}
+	t.Logf("%s, %d steps, %d cases: %s", mode, n, len(cs), strings.Join(names, " "))
+	return cs
 }
