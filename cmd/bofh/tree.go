@@ -147,6 +147,37 @@ last. A post hook exiting 100 reports reboot_needed.`,
 			return printReport(r)
 		},
 	}, &cobra.Command{
+		Use:   "gc TARGET",
+		Short: "delete the trees rollbacks moved aside and stale restore points beside a btrfs target",
+		Long: `gc deletes, beside a btrfs target, the upgraded trees that rollbacks moved
+aside (.<target>.bofh-trash-<uuid>, when the subvolume's UUID is the one in
+its name) and restore points (.<target>.bofh-<from>-<to>) left by committed
+transactions. It keeps anything an unfinished transaction in the state dir
+refers to, look-alikes, restore points no journal records, and everything
+when a journal cannot be read, and says why. Deleting is not undoable and
+not journaled; --dry-run lists what would be deleted.`,
+		Args:    exactArgs(1),
+		Example: "  bofh tree gc /mnt/root --dry-run\n  bofh tree gc /mnt/root -o json",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			rep, err := tree.GC(cmd.Context(), a.runner(), args[0], tree.GCOptions{StateDir: a.stateDir, DryRun: a.dryRun})
+			if rep == nil {
+				return err
+			}
+			if perr := a.print(rep, func(w io.Writer) {
+				for _, e := range rep.Entries {
+					fmt.Fprintf(w, "%-12s %-13s %s: %s\n", e.Action, e.Kind, strconv.Quote(e.Path), e.Reason)
+				}
+				verb := "deleted"
+				if rep.DryRun {
+					verb = "would delete"
+				}
+				fmt.Fprintf(w, "%s %d, kept %d\n", verb, rep.Deleted, rep.Kept)
+			}); perr != nil {
+				return perr
+			}
+			return err
+		},
+	}, &cobra.Command{
 		Use: "seed ROLE FROM TO", Short: "create metadata for a new upgrade pair, suggesting exclude/add_only", Args: exactArgs(3),
 		Example: "  bofh tree --store /srv/trees seed web 1.0 1.1",
 		RunE: func(cmd *cobra.Command, args []string) error {
