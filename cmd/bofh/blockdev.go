@@ -51,7 +51,7 @@ signature unless --force.`,
 	probe := &cobra.Command{
 		Use: "probe DEVICE...", Short: "sizes, partitions, holders, mounts and signatures (one lsblk and one wipefs call)",
 		Example: "  bofh blockdev probe /dev/loop0\n  bofh blockdev probe /dev/sda /dev/sdb -o json",
-		Args:    cobra.MinimumNArgs(1),
+		Args:    lvmMinArgs(1, "one or more devices"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			devs, err := blockdev.Probe(cmd.Context(), a.runner(), args...)
 			if err != nil {

@@ -145,6 +145,9 @@ func newIPMICmd(a *app) *cobra.Command {
 			if err := a.site.Section("ipmi", &cfg); err != nil {
 				return usageError{err}
 			}
+			if cfg.BMCs == nil {
+				cfg.BMCs = map[string]ipmi.BMC{} // -o json: {} rather than null
+			}
 			names := make([]string, 0, len(cfg.BMCs))
 			for n := range cfg.BMCs {
 				names = append(names, n)

@@ -29,13 +29,26 @@ func newNetifCmd(a *app) *cobra.Command {
 			}
 		}
 		var out any
-		if _, err := a.doSteps(cmd.Context(), name, &out, p); err != nil {
+		id, err := a.doSteps(cmd.Context(), name, &out, p)
+		if err != nil {
 			return err
+		}
+		if a.dryRun {
+			return a.report(id, name, nil) // not "done": nothing was
 		}
 		return a.print(out, func(w io.Writer) { fmt.Fprintf(w, "%s: done\n", name) })
 	}
 
-	link := &cobra.Command{Use: "link", Short: "create, delete, set and show links"}
+	// checkNS makes a bad --netns bad input (exit 2) for the show commands
+	// too, as the steps' Validate does for the others.
+	checkNS := func() error {
+		if err := netif.ValidNetns(ns); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
+	link := &cobra.Command{Use: "link", Short: "create, delete, set and show links",
+		Example: "  bofh net link add br0 --type bridge\n  bofh net link show -o json"}
 	var c netif.CreateLink
 	add := &cobra.Command{
 		Use: "add NAME --type bridge|veth|vlan|bond|dummy", Short: "create a link (undone on failure)", Args: exactArgs(1),
@@ -81,6 +94,9 @@ func newNetifCmd(a *app) *cobra.Command {
 	show := &cobra.Command{
 		Use: "show", Short: "list links with their addresses", Args: exactArgs(0), Example: "  bofh net link show --netns lab -o json",
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkNS(); err != nil {
+				return err
+			}
 			ls, err := netif.Links(ns)
 			if err != nil {
 				return err
@@ -98,7 +114,7 @@ func newNetifCmd(a *app) *cobra.Command {
 	}
 	link.AddCommand(add, del, set, show)
 
-	addr := &cobra.Command{Use: "addr", Short: "add and remove addresses"}
+	addr := &cobra.Command{Use: "addr", Short: "add and remove addresses", Example: "  bofh net addr add br0 10.1.0.1/24"}
 	addr.AddCommand(&cobra.Command{
 		Use: "add LINK ADDRESS/PREFIX", Short: "add an address (removed on failure)", Args: exactArgs(2), Example: "  bofh net addr add br0 10.1.0.1/24",
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -111,7 +127,7 @@ func newNetifCmd(a *app) *cobra.Command {
 		},
 	})
 
-	route := &cobra.Command{Use: "route", Short: "add, remove and show routes"}
+	route := &cobra.Command{Use: "route", Short: "add, remove and show routes", Example: "  bofh net route add default --via 10.1.0.254\n  bofh net route show -o json"}
 	var rs netif.RouteSpec
 	routeFlags := func(c *cobra.Command) *cobra.Command {
 		c.Flags().StringVar(&rs.Via, "via", "", "gateway")
@@ -125,9 +141,15 @@ func newNetifCmd(a *app) *cobra.Command {
 	rshow := &cobra.Command{
 		Use: "show", Short: "list routes (main table, or --all)", Args: exactArgs(0), Example: "  bofh net route show --all -o json",
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkNS(); err != nil {
+				return err
+			}
 			routes, err := netif.Routes(ns, all)
 			if err != nil {
 				return err
+			}
+			if routes == nil {
+				routes = []netif.Route{} // -o json: [] rather than null
 			}
 			return a.print(routes, func(w io.Writer) {
 				for _, r := range routes {

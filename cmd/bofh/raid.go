@@ -47,6 +47,9 @@ signature unless --force is given.`,
 		Example: `  bofh raid create /dev/md0 --level 1 /dev/sdb /dev/sdc
   bofh raid create /dev/md/data --level 5 --chunk 512K --spares /dev/sde /dev/sdb /dev/sdc /dev/sdd`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if !cmd.Flags().Changed("level") {
+				return usageError{fmt.Errorf("%s: --level is required (0, 1, 5, 6 or 10)", cmd.CommandPath())}
+			}
 			c.Device, c.Devices = args[0], args[1:]
 			if spares != "" {
 				c.Spares = strings.Split(spares, ",")
@@ -60,7 +63,6 @@ signature unless --force is given.`,
 	create.Flags().StringVar(&c.Name, "name", "", "array name stored in the superblock")
 	create.Flags().StringVar(&spares, "spares", "", "spare devices, comma-separated")
 	create.Flags().BoolVar(&c.Force, "force", false, "create over members holding a signature (destroys it)")
-	_ = create.MarkFlagRequired("level")
 
 	var asm raid.Assemble
 	assemble := &cobra.Command{
@@ -95,12 +97,14 @@ signature unless --force is given.`,
 		Use: "grow ARRAY --raid-devices N", Short: "change the number of active devices (irreversible reshape)", Args: exactArgs(1),
 		Example: "  bofh raid add /dev/md0 /dev/sdd && bofh raid grow /dev/md0 --raid-devices 3",
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if !cmd.Flags().Changed("raid-devices") {
+				return usageError{fmt.Errorf("%s: --raid-devices N is required", cmd.CommandPath())}
+			}
 			grow.Device = args[0]
 			return do(cmd, "raid grow", grow)
 		},
 	}
 	growCmd.Flags().IntVarP(&grow.RaidDevices, "raid-devices", "n", 0, "new number of active devices (required)")
-	_ = growCmd.MarkFlagRequired("raid-devices")
 
 	root.AddCommand(create, assemble, add,
 		&cobra.Command{Use: "stop ARRAY", Short: "stop an array (undo: assemble it again)", Args: exactArgs(1),

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -83,6 +84,14 @@ comes from the site file's xen section (default /etc/xen):
 				dir, err := a.xenDir()
 				if err != nil {
 					return err
+				}
+				if use == "create" {
+					// bad input before the first command: xl create needs the file
+					if err := xen.ValidName(args[0]); err == nil && filepath.IsAbs(dir) {
+						if _, err := os.Stat(xen.ConfigPath(dir, args[0])); err != nil {
+							return usageError{fmt.Errorf("xen create %s: %w", args[0], err)}
+						}
+					}
 				}
 				id, err := a.doSteps(c.Context(), "xen "+use, nil, mk(dir, args[0]))
 				if err != nil || a.dryRun {

@@ -1,0 +1,108 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// treeStore makes a store with role web in versions 1.0 and 1.1 and the
+// 1.0 → 1.1 upgrade metadata, and an empty target directory.
+func treeStore(t *testing.T) (store, target string) {
+	t.Helper()
+	base := t.TempDir()
+	store = filepath.Join(base, "store")
+	for p, c := range map[string]string{
+		"install/1.0/web/etc/motd":     "one\n",
+		"install/1.1/web/etc/motd":     "version two\n",
+		"install/1.1/web/etc/extra":    "new\n",
+		"metadata/1.0/web/1.1/exclude": "",
+	} {
+		p = filepath.Join(store, p)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	target = filepath.Join(base, "target")
+	os.Mkdir(target, 0o755)
+	return store, target
+}
+
+func TestCLITreeBadInput(t *testing.T) {
+	t.Parallel()
+	store, target := treeStore(t)
+	badInput(t, nil, []cliCase{
+		bad("unknown version", "version not in the tree store: 9.9/web", "tree", "--store", store, "deploy", "web", "9.9", target),
+		bad("role with slash", `role "we/b"`, "tree", "--store", store, "deploy", "we/b", "1.0", target),
+		bad("relative target", `target "relative" must be an absolute, clean path`, "tree", "--store", store, "deploy", "web", "1.0", "relative"),
+		bad("unclean target", "must be an absolute, clean path", "tree", "--store", store, "deploy", "web", "1.0", target+"/../etc"),
+		bad("store missing", "version not in the tree store", "tree", "--store", filepath.Join(target, "nostore"), "deploy", "web", "1.0", target),
+		bad("seed in a dry run", "--dry-run: seed only writes metadata", "--dry-run", "tree", "--store", store, "seed", "web", "1.0", "1.1"),
+		bad("upgrade of an undeployed target", "has no recorded tree", "tree", "--store", store, "upgrade", "1.1", target),
+	})
+	if ents, _ := os.ReadDir(target); len(ents) != 0 {
+		t.Fatalf("bad input wrote into the target: %v", ents)
+	}
+}
+
+func TestCLITreeDryRunAndJSON(t *testing.T) {
+	t.Parallel()
+	store, target := treeStore(t)
+	dryRun(t, nil, "", []string{"tree", "--store", store, "deploy", "web", "1.0", target},
+		"would sync "+target+" with 1.0/web: 2 changes", "would write "+target+"/etc/bofh-tree.json")
+	if ents, _ := os.ReadDir(target); len(ents) != 0 {
+		t.Fatalf("dry run wrote into the target: %v", ents)
+	}
+
+	type listing struct {
+		Role, Current string
+		Versions      []string
+		Upgrades      map[string][]string
+	}
+	var l listing
+	jsonOut(t, nil, &l, "tree", "--store", store, "list", "web")
+	if l.Role != "web" || len(l.Versions) != 2 || len(l.Upgrades["1.0"]) != 1 || l.Upgrades["1.0"][0] != "1.1" {
+		t.Fatalf("list web: %+v", l)
+	}
+	type report struct {
+		Role, Version, To string
+		Changes           []struct {
+			Path, Kind string
+			Details    []string
+		}
+	}
+	var d report
+	jsonOut(t, nil, &d, "tree", "--store", store, "diff", "web", "1.0", "1.1")
+	if len(d.Changes) != 2 {
+		t.Fatalf("diff: %+v", d)
+	}
+
+	// deploy for real (into the temp target), then the target's views
+	state := t.TempDir()
+	if _, errs, code := bofh(t, nil, "--state-dir", state, "tree", "--store", store, "deploy", "web", "1.0", target); code != 0 {
+		t.Fatalf("deploy: %d %s", code, errs)
+	}
+	l = listing{}
+	jsonOut(t, nil, &l, "tree", "--store", store, "list", target)
+	if l.Current != "1.0" {
+		t.Fatalf("list target: %+v", l)
+	}
+	var v report
+	jsonOut(t, nil, &v, "tree", "--store", store, "verify", target)
+	if v.Version != "1.0" || len(v.Changes) != 0 {
+		t.Fatalf("verify: %+v", v)
+	}
+	var u report
+	jsonOut(t, nil, &u, "tree", "--store", store, "test-upgrade", "1.1", target)
+	if len(u.Changes) != 2 {
+		t.Fatalf("test-upgrade: %+v", u)
+	}
+	before := snapshot(t, target, true)
+	dryRun(t, nil, "", []string{"tree", "--store", store, "upgrade", "1.1", target},
+		"would sync "+target+" with 1.1/web", "role web version 1.1")
+	if snapshot(t, target, true) != before {
+		t.Fatal("upgrade dry run changed the target")
+	}
+	helpExample(t, []string{"tree"}, []string{"tree", "deploy"}, []string{"tree", "list"})
+}
