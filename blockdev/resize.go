@@ -329,6 +329,26 @@ func (l LoopFile) Resize(ctx context.Context, r run.Runner, n int64) error {
 	return nil
 }
 
+// syncLoopCapacity makes a loop device's capacity match its backing file
+// (losetup --set-capacity) when they differ.
+func syncLoopCapacity(ctx context.Context, r run.Runner, l LoopFile) error {
+	fs, err := queryInt(ctx, r, "stat", "-L", "--format=%s", l.File)
+	if err != nil {
+		return err
+	}
+	ds, err := queryInt(ctx, r, "blockdev", "--getsize64", l.Device)
+	if err != nil {
+		return err
+	}
+	if fs-fs%512 == ds {
+		return nil
+	}
+	if err := run.Mutate(ctx, r, "losetup", "--set-capacity", l.Device); err != nil {
+		return fmt.Errorf("refresh capacity of %s after an interrupted resize: %w", l.Device, err)
+	}
+	return nil
+}
+
 func queryInt(ctx context.Context, r run.Runner, argv ...string) (int64, error) {
 	out, err := run.Output(ctx, r, argv...)
 	if err != nil {
@@ -937,14 +957,28 @@ type resizeUndo struct {
 	After  []int64  `json:"after"`  // every layer's planned size
 }
 
+// stack reopens the stack a journaled resize worked on. A resize killed
+// between truncating the backing file and refreshing the loop device's
+// capacity leaves the two different: the device then reads as its old
+// size (a grow looks undone and its undo would leak the grown file) or,
+// larger than its file, cannot even be probed (a shrink). So the
+// capacity is brought back in line with the file first.
 func (u resizeUndo) stack(ctx context.Context, r run.Runner) (*Stack, error) {
-	s, err := OpenLoopStack(ctx, r, u.Device, "", u.Type)
+	lf, err := OpenLoopFile(ctx, r, u.Device, "")
 	if err != nil {
 		return nil, err
 	}
-	if lf := s.Layers[0].(LoopFile); lf.File != u.File {
+	if lf.File != u.File {
 		return nil, fmt.Errorf("%s is now backed by %s, not %s", u.Device, lf.File, u.File)
 	}
+	if err := syncLoopCapacity(ctx, r, lf); err != nil {
+		return nil, err
+	}
+	fs, err := OpenFS(ctx, r, lf.Device, u.Type)
+	if err != nil {
+		return nil, err
+	}
+	s := &Stack{Layers: []Layer{lf, fs}}
 	if len(s.Layers) != len(u.Before) || len(u.After) != len(u.Before) {
 		return nil, fmt.Errorf("the stack on %s now has %d layers, the journal %d", u.Device, len(s.Layers), len(u.Before))
 	}

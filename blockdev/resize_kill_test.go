@@ -60,26 +60,6 @@ func TestHelperResizeKill(t *testing.T) {
 	t.Fatalf("not killed: %v", err)
 }
 
-// Known bugs of fs.resize found by TestResizeKill (resize.go is not
-// this file's to fix).
-const (
-	// LoopFile.Size is min(file, device capacity): after a kill between
-	// 'truncate' (grown) and 'losetup --set-capacity', the stack reads as
-	// its size before, Check reports the step absent, and the rollback
-	// leaves the file grown (no data lost; the extra space leaks). A
-	// resume is fine. Fix: compare the file's own size with the journal's
-	// Before/After in checkResize/undo and truncate it back.
-	bugGrowCapacity = "a kill between truncate and losetup --set-capacity of a grow leaves the backing file grown after the rollback"
-	// After a kill between 'truncate' (shrunk) and 'losetup
-	// --set-capacity', the device is larger than its file: reads past the
-	// file's end fail, 'blkid -p' exits 2 with nothing, OpenFS reports the
-	// device holds "" and Check (for rollback and for resume) fails:
-	// "rollback incomplete". 'losetup --set-capacity DEV' by hand fixes
-	// it. Fix: refresh the capacity (or open the stack from the journal's
-	// recorded type) before probing in resizeUndo.stack.
-	bugShrinkCapacity = "a kill between truncate and losetup --set-capacity of a shrink makes Check fail (blkid sees nothing past the file's end): rollback and resume both incomplete"
-)
-
 // TestResizeKill kills a child process running a one-step fs.resize
 // recipe before the resize, after it (before its done record), and in
 // the middle of it (some layers resized, some not: what Check must put
@@ -91,10 +71,7 @@ const (
 // holds copies of this process's open files for an instant (a journal's
 // lock, a file on a mount that is being unmounted).
 func TestResizeKill(t *testing.T) {
-	// bug names a known bug of fs.resize that makes the subtest fail
-	// for one ending ("rollback" or "resume"): the subtest is skipped,
-	// loudly, unless BOFH_RESIZE_KNOWN_BUGS=1.
-	type kill struct{ name, failpoint, before, bugThen, bug string }
+	type kill struct{ name, failpoint, before string }
 	tests := []struct {
 		name, fs, size string
 		start, end     int64
@@ -102,23 +79,20 @@ func TestResizeKill(t *testing.T) {
 		kills          []kill
 	}{
 		{"ext4-grow", "ext4", "+32M", 64 * mib, 96 * mib, false, []kill{
-			{"before", "1:before:kill", "", "", ""}, {"after", "1:after:kill", "", "", ""},
-			{"file-grown", "", "losetup", "rollback", bugGrowCapacity}, {"device-grown", "", "resize2fs", "", ""}}},
+			{"before", "1:before:kill", ""}, {"after", "1:after:kill", ""},
+			{"file-grown", "", "losetup"}, {"device-grown", "", "resize2fs"}}},
 		{"ext4-shrink", "ext4", "-16M", 64 * mib, 48 * mib, false, []kill{
-			{"before", "1:before:kill", "", "", ""}, {"after", "1:after:kill", "", "", ""},
-			{"fs-shrunk", "", "truncate", "", ""}, {"file-shrunk", "", "losetup", "both", bugShrinkCapacity}}},
+			{"before", "1:before:kill", ""}, {"after", "1:after:kill", ""},
+			{"fs-shrunk", "", "truncate"}, {"file-shrunk", "", "losetup"}}},
 		{"btrfs-grow", "btrfs", "+32M", 256 * mib, 288 * mib, true, []kill{
-			{"before", "1:before:kill", "", "", ""}, {"after", "1:after:kill", "", "", ""},
-			{"file-grown", "", "losetup", "rollback", bugGrowCapacity}, {"device-grown", "", "btrfs", "", ""}}},
+			{"before", "1:before:kill", ""}, {"after", "1:after:kill", ""},
+			{"file-grown", "", "losetup"}, {"device-grown", "", "btrfs"}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, k := range tc.kills {
 				for _, then := range []string{"rollback", "resume"} {
 					t.Run(k.name+"-"+then, func(t *testing.T) {
-						if k.bug != "" && (k.bugThen == then || k.bugThen == "both") && os.Getenv("BOFH_RESIZE_KNOWN_BUGS") != "1" {
-							t.Skip("KNOWN BUG in blockdev/resize.go (BOFH_RESIZE_KNOWN_BUGS=1 runs this case): " + k.bug)
-						}
 						ctx := context.Background()
 						l := newResizeLab(t, tc.start, tc.fs)
 						data := killLabData(t, l, tc.mounted)
