@@ -18,6 +18,7 @@ import (
 	"github.com/diskfs/go-diskfs/partition/mbr"
 
 	"github.com/bofhkit/bofh/atomic"
+	"github.com/bofhkit/bofh/internal/fsutil"
 	"github.com/bofhkit/bofh/run"
 )
 
@@ -149,31 +150,11 @@ func backupTable(device, dir string, size int64) error {
 		if _, err := f.ReadAt(buf, part.off); err != nil && !errors.Is(err, io.EOF) {
 			return fmt.Errorf("back up table of %s: %w", device, err)
 		}
-		if err := writeSynced(part.path, buf); err != nil {
+		if err := fsutil.WriteFileSync(part.path, buf, 0o600); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-func writeSynced(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 // tableChanged reports whether the saved regions differ from the device

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bofhkit/bofh/atomic"
+	"github.com/bofhkit/bofh/internal/fsutil"
 	"github.com/bofhkit/bofh/run"
 )
 
@@ -477,14 +478,8 @@ func Exchange(a, b string) error {
 		return fmt.Errorf("exchange %s and %s: %w", a, b, err)
 	}
 	for _, d := range []string{filepath.Dir(a), filepath.Dir(b)} {
-		f, err := os.Open(d)
-		if err != nil {
-			return fmt.Errorf("open %s: %w", d, err)
-		}
-		err = f.Sync()
-		f.Close()
-		if err != nil {
-			return fmt.Errorf("fsync %s: %w", d, err)
+		if err := fsutil.SyncDir(d); err != nil {
+			return err
 		}
 	}
 	return nil

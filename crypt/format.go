@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/bofhkit/bofh/atomic"
+	"github.com/bofhkit/bofh/internal/fsutil"
 	"github.com/bofhkit/bofh/run"
 )
 
@@ -247,7 +248,7 @@ func (u formatUndo) backup(env *atomic.Env, dev string) error {
 		if err != nil {
 			return err
 		}
-		if err := writeFileSync(tail, b); err != nil {
+		if err := fsutil.WriteFileSync(tail, b, 0o600); err != nil {
 			return fmt.Errorf("back up tail of %s: %w", dev, err)
 		}
 	}
@@ -255,7 +256,7 @@ func (u formatUndo) backup(env *atomic.Env, dev string) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileSync(head, b); err != nil {
+	if err := fsutil.WriteFileSync(head, b, 0o600); err != nil {
 		return fmt.Errorf("back up head of %s: %w", dev, err)
 	}
 	return nil

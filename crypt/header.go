@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/bofhkit/bofh/atomic"
+	"github.com/bofhkit/bofh/internal/fsutil"
 	"github.com/bofhkit/bofh/run"
 )
 
@@ -199,7 +200,7 @@ func doHeaderRestore(ctx context.Context, env *atomic.Env, r HeaderRestore, u re
 			if err != nil {
 				return res, err
 			}
-			if err := writeFileSync(p, b); err != nil {
+			if err := fsutil.WriteFileSync(p, b, 0o600); err != nil {
 				return res, err
 			}
 		}

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/bofhkit/bofh/atomic"
+	"github.com/bofhkit/bofh/internal/fsutil"
 	"github.com/bofhkit/bofh/run"
 )
 
@@ -554,13 +555,7 @@ func doConfig(_ context.Context, env *atomic.Env, w WriteConfig, u configUndo) (
 	if err != nil {
 		return ConfigResult{}, fmt.Errorf("write %s: %w", path, err)
 	}
-	_, err = f.WriteString(u.Content)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+	err = fsutil.WriteSyncClose(f, []byte(u.Content))
 	if err == nil {
 		// Link, not rename: never replace a file that appeared meanwhile.
 		err = os.Link(tmp, path)
@@ -569,10 +564,7 @@ func doConfig(_ context.Context, env *atomic.Env, w WriteConfig, u configUndo) (
 	if err != nil {
 		return ConfigResult{}, fmt.Errorf("write %s: %w", path, err)
 	}
-	if d, err := os.Open(w.dir()); err == nil {
-		d.Sync()
-		d.Close()
-	}
+	_ = fsutil.SyncDir(w.dir())
 	return u.Result, nil
 }
 

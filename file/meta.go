@@ -25,6 +25,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/bofhkit/bofh/internal/fsutil"
 )
 
 // Meta is the metadata bofh restores: mode, owner and times.
@@ -182,7 +184,7 @@ func backupFile(src, bk string, m Meta) error {
 	if err := os.Rename(part, bk); err != nil {
 		return fmt.Errorf("rename backup: %w", err)
 	}
-	return syncDir(filepath.Dir(bk))
+	return fsutil.SyncDir(filepath.Dir(bk))
 }
 
 // replaceFile puts a copy of src (with meta) at path atomically.
@@ -196,23 +198,11 @@ func replaceFile(src, path string, m Meta) error {
 		os.Remove(tmp)
 		return fmt.Errorf("rename into %s: %w", path, err)
 	}
-	return syncDir(filepath.Dir(path))
+	return fsutil.SyncDir(filepath.Dir(path))
 }
 
 func tempName(path string) string {
 	return filepath.Join(filepath.Dir(path), ".bofh-tmp-"+filepath.Base(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
-	}
-	return nil
 }
 
 func exists(p string) (os.FileInfo, bool, error) {

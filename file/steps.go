@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 
 	"github.com/bofhkit/bofh/atomic"
+	"github.com/bofhkit/bofh/internal/fsutil"
 )
 
 func init() {
@@ -179,17 +180,13 @@ func doWrite(_ context.Context, env *atomic.Env, w Write, u writeUndo) (WriteRes
 	}
 	tmp := tempName(w.Path)
 	os.Remove(tmp)
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
 		return WriteResult{}, fmt.Errorf("write %s: %w", tmp, err)
 	}
-	f, err := os.Open(tmp)
-	if err == nil {
-		err = f.Sync()
-		f.Close()
-	}
-	if err != nil {
+	if err := fsutil.WriteSyncClose(f, data); err != nil {
 		os.Remove(tmp)
-		return WriteResult{}, fmt.Errorf("sync %s: %w", tmp, err)
+		return WriteResult{}, fmt.Errorf("write %s: %w", tmp, err)
 	}
 	if err := os.Lchown(tmp, want.UID, want.GID); err != nil {
 		os.Remove(tmp)
@@ -203,7 +200,7 @@ func doWrite(_ context.Context, env *atomic.Env, w Write, u writeUndo) (WriteRes
 		os.Remove(tmp)
 		return WriteResult{}, fmt.Errorf("rename into %s: %w", w.Path, err)
 	}
-	if err := syncDir(filepath.Dir(w.Path)); err != nil {
+	if err := fsutil.SyncDir(filepath.Dir(w.Path)); err != nil {
 		return WriteResult{}, err
 	}
 	return result(w.Path, data), nil
@@ -334,7 +331,7 @@ func doRemove(_ context.Context, env *atomic.Env, r Remove, u removeUndo) (struc
 	if err := os.Remove(r.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return struct{}{}, fmt.Errorf("remove %s: %w", r.Path, err)
 	}
-	return struct{}{}, syncDir(filepath.Dir(r.Path))
+	return struct{}{}, fsutil.SyncDir(filepath.Dir(r.Path))
 }
 
 func undoRemove(_ context.Context, env *atomic.Env, r Remove, u removeUndo, _ struct{}) error {
@@ -423,7 +420,7 @@ func doSymlink(_ context.Context, env *atomic.Env, s Symlink, _ linkUndo) (struc
 	if err := os.Symlink(s.Target, s.Path); err != nil {
 		return struct{}{}, fmt.Errorf("symlink %s: %w", s.Path, err)
 	}
-	return struct{}{}, syncDir(filepath.Dir(s.Path))
+	return struct{}{}, fsutil.SyncDir(filepath.Dir(s.Path))
 }
 
 func undoSymlink(_ context.Context, _ *atomic.Env, s Symlink, u linkUndo, _ struct{}) error {
@@ -532,7 +529,7 @@ func doDir(_ context.Context, env *atomic.Env, d Dir, u dirUndo) (struct{}, erro
 			return struct{}{}, fmt.Errorf("chmod %s: %w", p, err)
 		}
 	}
-	return struct{}{}, syncDir(filepath.Dir(u.Created[0]))
+	return struct{}{}, fsutil.SyncDir(filepath.Dir(u.Created[0]))
 }
 
 func undoDir(_ context.Context, _ *atomic.Env, d Dir, u dirUndo, _ struct{}) error {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/bofhkit/bofh/atomic"
 	"github.com/bofhkit/bofh/btrfs"
+	"github.com/bofhkit/bofh/internal/fsutil"
 	"github.com/bofhkit/bofh/run"
 )
 
@@ -262,7 +263,7 @@ func undoSnapshot(ctx context.Context, env *atomic.Env, s SnapshotStep, u snapUn
 	if err := unix.Renameat2(unix.AT_FDCWD, s.Snapshot, unix.AT_FDCWD, trash, unix.RENAME_NOREPLACE); err != nil {
 		return fmt.Errorf("move the upgraded tree %s aside to %s: %w", s.Snapshot, trash, err)
 	}
-	return syncDir(filepath.Dir(trash))
+	return fsutil.SyncDir(filepath.Dir(trash))
 }
 
 // trashMark names a replaced tree a rollback moved aside:
@@ -305,19 +306,6 @@ func sweepTrash(ctx context.Context, env *atomic.Env, target string) error {
 			}
 			return fmt.Errorf("delete the replaced tree %s: %w", p, err)
 		}
-	}
-	return nil
-}
-
-// syncDir fsyncs a directory.
-func syncDir(dir string) error {
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", dir, err)
-	}
-	defer unix.Close(fd)
-	if err := unix.Fsync(fd); err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
 	}
 	return nil
 }
@@ -778,15 +766,7 @@ func writeAtomic(p string, data []byte, meta *Entry) error {
 		if err != nil {
 			return err
 		}
-		if _, err := f.Write(data); err != nil {
-			f.Close()
-			return err
-		}
-		if err := f.Sync(); err != nil {
-			f.Close()
-			return err
-		}
-		if err := f.Close(); err != nil {
+		if err := fsutil.WriteSyncClose(f, data); err != nil {
 			return err
 		}
 		if meta != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/bofhkit/bofh/atomic"
+	"github.com/bofhkit/bofh/internal/fsutil"
 )
 
 func init() {
@@ -99,29 +100,11 @@ func prepareWriteConfig(_ context.Context, _ *atomic.Env, p WriteConfig) (atomic
 	return plan, nil
 }
 
+// writeAtomic replaces path with data (mode exactly mode) atomically and
+// durably.
 func writeAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp := path + ".bofh-tmp"
-	if err := os.WriteFile(tmp, data, mode); err != nil {
-		return fmt.Errorf("write %s: %w", tmp, err)
-	}
-	f, err := os.Open(tmp)
-	if err == nil {
-		err = f.Sync()
-		f.Close()
-	}
-	if err == nil {
-		err = os.Chmod(tmp, mode)
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := fsutil.WriteFileSync(path, data, mode); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync()
-		d.Close()
 	}
 	return nil
 }
@@ -158,7 +141,7 @@ func doWriteConfig(_ context.Context, env *atomic.Env, p WriteConfig, u configUn
 
 func undoWriteConfig(_ context.Context, env *atomic.Env, p WriteConfig, u configUndo, _ ConfigResult) error {
 	path := ConfigPath(p.Dir, p.Config.Name)
-	os.Remove(path + ".bofh-tmp")
+	os.Remove(path + fsutil.TempSuffix) // left by a crash inside writeAtomic
 	if !u.Existed {
 		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("remove %s: %w", path, err)
