@@ -10,40 +10,22 @@ import (
 	"testing"
 
 	"github.com/bofhkit/bofh/atomic"
+	"github.com/bofhkit/bofh/internal/hosttest"
 	"github.com/bofhkit/bofh/run"
 )
 
-// requireRoot fails the test when not root, unless BOFH_SKIP_ROOT=1.
-// (Private stand-in until internal/hosttest lands.)
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("BOFH_SKIP_ROOT") == "1" {
-		t.Skip("not root; BOFH_SKIP_ROOT=1")
-	}
-	t.Fatal("this test needs root (set BOFH_SKIP_ROOT=1 to skip it explicitly)")
-}
-
-// newBtrfs makes a btrfs filesystem on a loop-mounted file and returns its
-// mount point; it is unmounted (and the loop device freed) at cleanup.
+// newBtrfs makes a btrfs filesystem on a loop device over a sparse file
+// and returns its mount point; it is unmounted (and the loop device freed)
+// at cleanup. It mounts by itself rather than with hosttest.TempMount so
+// that a filesystem left busy by a test still fails it at cleanup.
 func newBtrfs(t *testing.T) string {
 	t.Helper()
-	requireRoot(t)
-	dir := t.TempDir()
-	img := filepath.Join(dir, "fs.img")
-	mnt := filepath.Join(dir, "mnt")
+	dev := hosttest.LoopFile(t, 256<<20) // fails unless root
+	mnt := filepath.Join(t.TempDir(), "mnt")
 	if err := os.Mkdir(mnt, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(img, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(img, 256<<20); err != nil {
-		t.Fatal(err)
-	}
-	for _, argv := range [][]string{{"mkfs.btrfs", "-q", img}, {"mount", "-o", "loop", img, mnt}} {
+	for _, argv := range [][]string{{"mkfs.btrfs", "-q", dev}, {"mount", dev, mnt}} {
 		if out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput(); err != nil {
 			t.Fatalf("%v: %v\n%s", argv, err, out)
 		}

@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/bofhkit/bofh/internal/hosttest"
 )
 
 const (
@@ -78,22 +80,11 @@ func daemonChild(dir string) {
 	die(syscall.Exec(bin, argv, os.Environ()))
 }
 
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("BOFH_SKIP_ROOT") == "1" {
-		t.Skip("needs root (BOFH_SKIP_ROOT=1 set)")
-	}
-	t.Fatal("this test needs root to start libvirtd (set BOFH_SKIP_ROOT=1 to skip it explicitly)")
-}
-
 // requireDaemon starts the lab's libvirtd once and returns its socket. It
 // fails the test when libvirtd cannot start.
 func requireDaemon(t *testing.T) string {
 	t.Helper()
-	requireRoot(t)
+	hosttest.RequireRoot(t) // libvirtd runs as root
 	labOnce.Do(func() { lab.err = lab.start() })
 	if lab.err != nil {
 		t.Fatalf("libvirtd lab: %v", lab.err)

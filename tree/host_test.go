@@ -17,20 +17,12 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bofhkit/bofh/atomic"
+	"github.com/bofhkit/bofh/internal/hosttest"
 )
 
-// requireRoot fails the test when not root, unless BOFH_SKIP_ROOT=1.
-// (Private stand-in until internal/hosttest lands.)
-func requireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("BOFH_SKIP_ROOT") == "1" {
-		t.Skip("not root; BOFH_SKIP_ROOT=1")
-	}
-	t.Fatal("this test needs root (set BOFH_SKIP_ROOT=1 to skip it explicitly)")
-}
+// requireRoot fails the test when not root, unless BOFH_SKIP_ROOT=1 (the
+// name the package's tests call it by).
+var requireRoot = hosttest.RequireRoot
 
 func sh(t testing.TB, argv ...string) {
 	t.Helper()
@@ -39,31 +31,24 @@ func sh(t testing.TB, argv ...string) {
 	}
 }
 
-// newFS makes a filesystem of type fstype on a loop-mounted file and
-// returns its mount point, unmounted at cleanup.
+// newFS makes a filesystem of type fstype on a loop device over a sparse
+// file and returns its mount point, unmounted at cleanup. It mounts by
+// itself rather than with hosttest.TempMount so that a filesystem left
+// busy by a test still fails it at cleanup.
 func newFS(t testing.TB, fstype string, size int64) string {
 	t.Helper()
-	requireRoot(t)
-	dir := t.TempDir()
-	img, mnt := filepath.Join(dir, "fs.img"), filepath.Join(dir, "mnt")
+	dev := hosttest.LoopFile(t, size) // fails unless root
+	mnt := filepath.Join(t.TempDir(), "mnt")
 	if err := os.Mkdir(mnt, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Create(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	if err := os.Truncate(img, size); err != nil {
 		t.Fatal(err)
 	}
 	switch fstype {
 	case "btrfs":
-		sh(t, "mkfs.btrfs", "-q", img)
+		sh(t, "mkfs.btrfs", "-q", dev)
 	case "ext4":
-		sh(t, "mkfs.ext4", "-q", "-F", img)
+		sh(t, "mkfs.ext4", "-q", "-F", dev)
 	}
-	sh(t, "mount", "-o", "loop", img, mnt)
+	sh(t, "mount", dev, mnt)
 	t.Cleanup(func() {
 		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
 			t.Errorf("umount %s: %v\n%s", mnt, err, out)
