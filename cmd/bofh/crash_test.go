@@ -277,7 +277,7 @@ func TestBadInputExit2(t *testing.T) {
 	if got := snapshot(t, root, true); got != start {
 		t.Fatal("bad input changed the tree")
 	}
-	for _, args := range [][]string{{"apply"}, {"tx", "show"}, {"--output", "yaml", "tx", "list"}, {"tx", "rollback", "../etc"}, {"tx", "rollback", "no-such-tx"}, {"tx", "show", "no-such-tx"}, {"apply", "/nonexistent.yaml"}, {"tx", "list", "--bogus"}} {
+	for _, args := range [][]string{{"apply"}, {"tx", "show"}, {"--output", "yaml", "tx", "list"}, {"tx", "rollback", "../etc"}, {"tx", "rollback", "no-such-tx"}, {"tx", "show", "no-such-tx"}, {"apply", "/nonexistent.yaml"}, {"tx", "list", "--bogus"}, {"frobnicate"}, {"tx", "frob"}, {"lvm", "frob"}} {
 		if _, errs, code := bofh(t, nil, append([]string{"--state-dir", t.TempDir()}, args...)...); code != 2 {
 			t.Errorf("bofh %v: exit %d, want 2 (%s)", args, code, errs)
 		}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/bofhkit/bofh/atomic"
@@ -37,6 +38,14 @@ func exitCode(err error) int {
 	var ue usageError
 	if errors.As(err, &ue) {
 		return atomic.ExitInvalid
+	}
+	if err != nil {
+		// cobra's own command-line errors, which it returns unwrapped
+		for _, p := range []string{"unknown command ", "required flag(s) ", "if any flags in the group "} {
+			if strings.HasPrefix(err.Error(), p) {
+				return atomic.ExitInvalid
+			}
+		}
 	}
 	return atomic.ExitCode(err)
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -70,7 +71,38 @@ Exit codes: 0 ok; 1 failed and rolled back; 2 bad input, nothing done;
 	for _, f := range commands {
 		root.AddCommand(f(a))
 	}
+	strictUsage(root)
 	return root
+}
+
+// strictUsage makes every bad command line exit 2: argument validators'
+// errors become usage errors, and a group command given an unknown
+// subcommand says so instead of printing its help and exiting 0.
+func strictUsage(cmd *cobra.Command) {
+	if args := cmd.Args; args != nil {
+		cmd.Args = func(c *cobra.Command, a []string) error {
+			if err := args(c, a); err != nil {
+				var ue usageError
+				if errors.As(err, &ue) {
+					return err
+				}
+				return usageError{err}
+			}
+			return nil
+		}
+	}
+	if cmd.HasSubCommands() && cmd.Run == nil && cmd.RunE == nil {
+		cmd.Args = func(c *cobra.Command, a []string) error {
+			if len(a) > 0 {
+				return usageError{fmt.Errorf("unknown command %q for %q (see '%s --help')", a[0], c.CommandPath(), c.CommandPath())}
+			}
+			return nil
+		}
+		cmd.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
+	}
+	for _, c := range cmd.Commands() {
+		strictUsage(c)
+	}
 }
 
 func (a *app) setup(cmd *cobra.Command) error {
