@@ -17,15 +17,22 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"go/ast"
 	"go/build/constraint"
+	"go/parser"
+	"go/token"
 	"io"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/bofhkit/bofh/internal/vmtest"
 )
@@ -34,6 +41,10 @@ type pkg struct {
 	ImportPath string
 	Dir        string
 	VM, Lab    bool
+	// VMTests are the Test functions declared in the package's vm-only
+	// test files: the only tests run in the guest (the package's host
+	// tests run on the host, in `go test`).
+	VMTests []string
 }
 
 func main() {
@@ -105,12 +116,20 @@ func findPackages(ctx context.Context, patterns []string) ([]pkg, error) {
 			if name == "" {
 				continue
 			}
-			vm, lab, err := fileTags(filepath.Join(p.Dir, name))
+			path := filepath.Join(p.Dir, name)
+			vm, lab, err := fileTags(path)
 			if err != nil {
 				return nil, err
 			}
 			p.VM = p.VM || vm
 			p.Lab = p.Lab || lab
+			if vm {
+				tests, err := testFuncs(path)
+				if err != nil {
+					return nil, err
+				}
+				p.VMTests = append(p.VMTests, tests...)
+			}
 		}
 		if p.VM || p.Lab {
 			pkgs = append(pkgs, p)
@@ -150,16 +169,163 @@ func fileTags(path string) (vm, lab bool, err error) {
 	return false, false, nil
 }
 
-// guestScript runs each (dir, binary, name) triple given as arguments,
-// printing a result marker per package. It is a constant: package data only
-// travels as argv.
+// testFuncs returns the names of the top-level `func TestXxx(*testing.T)`
+// declared in a Go test file, the way `go test` recognises them.
+func testFuncs(path string) ([]string, error) {
+	f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.SkipObjectResolution)
+	if err != nil {
+		return nil, fmt.Errorf("parse %s: %w", path, err)
+	}
+	testing := ""
+	for _, imp := range f.Imports {
+		if imp.Path.Value == `"testing"` {
+			testing = "testing"
+			if imp.Name != nil {
+				testing = imp.Name.Name
+			}
+		}
+	}
+	var names []string
+	for _, d := range f.Decls {
+		fn, ok := d.(*ast.FuncDecl)
+		if !ok || fn.Recv != nil || fn.Type.TypeParams != nil || !isTestName(fn.Name.Name) {
+			continue
+		}
+		if fn.Type.Results != nil && len(fn.Type.Results.List) > 0 {
+			continue
+		}
+		params := fn.Type.Params.List
+		if len(params) != 1 || len(params[0].Names) > 1 {
+			continue
+		}
+		if isTestingT(params[0].Type, testing) {
+			names = append(names, fn.Name.Name)
+		}
+	}
+	return names, nil
+}
+
+// isTestName reports whether name is Test followed by nothing or by a
+// character that is not a lower-case letter (go test's rule).
+func isTestName(name string) bool {
+	rest, ok := strings.CutPrefix(name, "Test")
+	if !ok {
+		return false
+	}
+	if rest == "" {
+		return true
+	}
+	r, _ := utf8.DecodeRuneInString(rest)
+	return !unicode.IsLower(r)
+}
+
+// isTestingT reports whether expr is *testing.T (testing imported as pkg;
+// "." when dot-imported).
+func isTestingT(expr ast.Expr, pkg string) bool {
+	star, ok := expr.(*ast.StarExpr)
+	if !ok {
+		return false
+	}
+	switch x := star.X.(type) {
+	case *ast.SelectorExpr:
+		id, ok := x.X.(*ast.Ident)
+		return ok && pkg != "" && id.Name == pkg && x.Sel.Name == "T"
+	case *ast.Ident:
+		return pkg == "." && x.Name == "T"
+	}
+	return false
+}
+
+// guestRunPattern returns the -test.run pattern that restricts a package's
+// vm test binary to its vm tests, combined with the user's -run filter. The
+// filter is read as the testing package reads it: alternatives separated by
+// top-level '|', each a list of slash-separated levels whose first level
+// must match the top-level test name. ok is false when no test is left.
+func guestRunPattern(tests []string, user string) (pattern string, ok bool, err error) {
+	var alts []string
+	for _, alt := range splitRegexp(user) {
+		first, rest := alt[0], alt[1:]
+		var re *regexp.Regexp
+		if first != "" {
+			if re, err = regexp.Compile(first); err != nil {
+				return "", false, fmt.Errorf("-run %q: %w", user, err)
+			}
+		}
+		var keep []string
+		seen := map[string]bool{}
+		for _, name := range tests {
+			if seen[name] || (re != nil && !re.MatchString(name)) {
+				continue
+			}
+			seen[name] = true
+			keep = append(keep, name)
+		}
+		if len(keep) == 0 {
+			continue
+		}
+		sort.Strings(keep)
+		p := "^(" + strings.Join(keep, "|") + ")$"
+		if len(rest) > 0 {
+			p += "/" + strings.Join(rest, "/")
+		}
+		alts = append(alts, p)
+	}
+	if len(alts) == 0 {
+		return "", false, nil
+	}
+	return strings.Join(alts, "|"), true, nil
+}
+
+// splitRegexp splits a -run pattern into its top-level '|' alternatives,
+// each split into its '/' levels, as the testing package does.
+func splitRegexp(s string) [][]string {
+	var alts [][]string
+	var levels []string
+	cs, cp := 0, 0 // depth of [] and ()
+	for i := 0; i < len(s); {
+		switch s[i] {
+		case '[':
+			cs++
+		case ']':
+			if cs--; cs < 0 {
+				cs = 0
+			}
+		case '(':
+			if cs == 0 {
+				cp++
+			}
+		case ')':
+			if cs == 0 {
+				cp--
+			}
+		case '\\':
+			i++
+		case '/', '|':
+			if cs == 0 && cp == 0 {
+				levels = append(levels, s[:i])
+				if s[i] == '|' {
+					alts = append(alts, levels)
+					levels = nil
+				}
+				s = s[i+1:]
+				i = 0
+				continue
+			}
+		}
+		i++
+	}
+	return append(alts, append(levels, s))
+}
+
+// guestScript runs each (dir, binary, name, run pattern) quadruple given as
+// arguments, printing a result marker per package. It is a constant:
+// package data only travels as argv.
 const guestScript = `rc=0
-run=$1; shift
-while [ $# -ge 3 ]; do
-	d=$1 b=$2 n=$3; shift 3
+while [ $# -ge 4 ]; do
+	d=$1 b=$2 n=$3 run=$4; shift 4
 	echo "=== PACKAGE $n"
 	s=$(date +%s)
-	if [ -n "$run" ]; then (cd "$d" && "$b" -test.v -test.run "$run"); else (cd "$d" && "$b" -test.v); fi
+	(cd "$d" && "$b" -test.v -test.run "$run")
 	r=$?
 	echo "BOFH-PKG-RESULT $r $(( $(date +%s) - s )) $n"
 	[ $r -eq 0 ] || rc=1
@@ -168,13 +334,24 @@ exit $rc`
 
 func runGuest(ctx context.Context, pkgs []pkg, run string, timeout time.Duration) error {
 	var vmPkgs []pkg
+	var patterns []string
 	for _, p := range pkgs {
-		if p.VM {
-			vmPkgs = append(vmPkgs, p)
+		if !p.VM {
+			continue
 		}
+		pat, ok, err := guestRunPattern(p.VMTests, run)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			fmt.Printf("labtest: %s: no vm test matches -run %q\n", p.ImportPath, run)
+			continue
+		}
+		vmPkgs = append(vmPkgs, p)
+		patterns = append(patterns, pat)
 	}
 	if len(vmPkgs) == 0 {
-		fmt.Println("labtest: no package has `vm` tests")
+		fmt.Println("labtest: no package has `vm` tests to run")
 		return nil
 	}
 	binDir, err := os.MkdirTemp("", "bofh-labtest-")
@@ -182,9 +359,9 @@ func runGuest(ctx context.Context, pkgs []pkg, run string, timeout time.Duration
 		return err
 	}
 	defer os.RemoveAll(binDir)
-	argv := []string{"/bin/sh", "-c", guestScript, "labtest", run}
+	argv := []string{"/bin/sh", "-c", guestScript, "labtest"}
 	start := time.Now()
-	for _, p := range vmPkgs {
+	for i, p := range vmPkgs {
 		bin := filepath.Join(binDir, strings.ReplaceAll(p.ImportPath, "/", "_")+".test")
 		fmt.Printf("labtest: compiling %s\n", p.ImportPath)
 		cmd := exec.CommandContext(ctx, "go", "test", "-c", "-tags", "vm", "-o", bin, p.ImportPath)
@@ -193,7 +370,8 @@ func runGuest(ctx context.Context, pkgs []pkg, run string, timeout time.Duration
 			fmt.Printf("FAIL\t%s [build failed]\n", p.ImportPath)
 			return fmt.Errorf("compile %s: %w", p.ImportPath, err)
 		}
-		argv = append(argv, p.Dir, bin, p.ImportPath)
+		fmt.Printf("labtest: %s: in the guest: -test.run %s\n", p.ImportPath, patterns[i])
+		argv = append(argv, p.Dir, bin, p.ImportPath, patterns[i])
 	}
 	fmt.Printf("labtest: compiled %d test binaries in %.1fs\n", len(vmPkgs), time.Since(start).Seconds())
 	shares := []vmtest.Share{{HostPath: binDir, ReadOnly: true}}
