@@ -83,7 +83,52 @@ func CheckPath(what, p string) error {
 	return nil
 }
 
-// existsNotSubvol errors when path exists but is not a subvolume.
+// invalid is an error that is certainly the operator's input (a path
+// that is missing, of the wrong kind or on another filesystem), found
+// while preparing a step, before anything was done: it wraps
+// atomic.ErrInvalid (exit 2, nothing journaled). Never used for a
+// command that failed or a system call that failed otherwise.
+func invalid(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", atomic.ErrInvalid, fmt.Sprintf(format, a...))
+}
+
+// checkParent checks that the directory a new subvolume or snapshot at
+// path goes into exists and is on btrfs.
+func checkParent(path string) error {
+	dir := filepath.Dir(path)
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOTDIR):
+		return invalid("parent directory of %s: %v", path, err)
+	case err != nil:
+		return fmt.Errorf("parent directory of %s: %w", path, err)
+	case !fi.IsDir():
+		return invalid("parent %s of %s is not a directory", dir, path)
+	}
+	if ok, err := IsBtrfs(dir); err != nil {
+		return fmt.Errorf("parent of %s: %w", path, err)
+	} else if !ok {
+		return invalid("%s is not on a btrfs filesystem", dir)
+	}
+	return nil
+}
+
+// mustBeSubvol is Prepare's check that path is a subvolume: a path that
+// is missing or not a subvolume is bad input.
+func mustBeSubvol(what, path string) error {
+	ex, sv, err := subvolAt(path)
+	switch {
+	case err != nil:
+		return err
+	case !ex:
+		return invalid("%s%s is not a btrfs subvolume: it does not exist", what, path)
+	case !sv:
+		return invalid("%s%s is not a btrfs subvolume", what, path)
+	}
+	return nil
+}
+
+// subvolAt says whether path exists and whether it is a subvolume.
 func subvolAt(path string) (exists, subvol bool, err error) {
 	if _, err := os.Lstat(path); errors.Is(err, os.ErrNotExist) {
 		return false, false, nil
@@ -121,7 +166,7 @@ func prepareCreate(ctx context.Context, env *atomic.Env, c CreateSubvol) (atomic
 		return plan, err
 	}
 	if ex && !sv {
-		return plan, fmt.Errorf("%s exists and is not a subvolume", c.Path)
+		return plan, invalid("%s exists and is not a subvolume", c.Path)
 	}
 	if sv {
 		info, err := Show(ctx, env.Runner, c.Path)
@@ -131,12 +176,7 @@ func prepareCreate(ctx context.Context, env *atomic.Env, c CreateSubvol) (atomic
 		plan.Noop, plan.Result = true, resultOf(c.Path, info)
 		return plan, nil
 	}
-	if ok, err := IsBtrfs(filepath.Dir(c.Path)); err != nil {
-		return plan, fmt.Errorf("parent of %s: %w", c.Path, err)
-	} else if !ok {
-		return plan, fmt.Errorf("%s is not on a btrfs filesystem", filepath.Dir(c.Path))
-	}
-	return plan, nil
+	return plan, checkParent(c.Path)
 }
 
 func doCreate(ctx context.Context, env *atomic.Env, c CreateSubvol, _ struct{}) (Result, error) {
@@ -206,7 +246,7 @@ func prepareDelete(_ context.Context, _ *atomic.Env, d DeleteSubvol) (atomic.Pla
 	case !ex:
 		plan.Noop = true // already gone
 	case !sv:
-		return plan, fmt.Errorf("%s is not a btrfs subvolume", d.Path)
+		return plan, invalid("%s is not a btrfs subvolume", d.Path)
 	}
 	return plan, nil
 }
@@ -254,10 +294,8 @@ type snapUndo struct {
 
 func prepareSnapshot(ctx context.Context, env *atomic.Env, s Snapshot) (atomic.Plan[snapUndo, Result], error) {
 	var plan atomic.Plan[snapUndo, Result]
-	if _, sv, err := subvolAt(s.Source); err != nil {
+	if err := mustBeSubvol("source ", s.Source); err != nil {
 		return plan, err
-	} else if !sv {
-		return plan, fmt.Errorf("source %s is not a btrfs subvolume", s.Source)
 	}
 	src, err := Show(ctx, env.Runner, s.Source)
 	if err != nil {
@@ -265,8 +303,11 @@ func prepareSnapshot(ctx context.Context, env *atomic.Env, s Snapshot) (atomic.P
 	}
 	plan.Undo.SourceUUID = src.UUID
 	ex, sv, err := subvolAt(s.Dest)
-	if err != nil || !ex {
+	if err != nil {
 		return plan, err
+	}
+	if !ex {
+		return plan, checkParent(s.Dest)
 	}
 	if sv {
 		d, err := Show(ctx, env.Runner, s.Dest)
@@ -278,7 +319,7 @@ func prepareSnapshot(ctx context.Context, env *atomic.Env, s Snapshot) (atomic.P
 			return plan, nil
 		}
 	}
-	return plan, fmt.Errorf("dest %s already exists", s.Dest)
+	return plan, invalid("dest %s already exists", s.Dest)
 }
 
 func doSnapshot(ctx context.Context, env *atomic.Env, s Snapshot, _ snapUndo) (Result, error) {
@@ -354,10 +395,8 @@ type defaultUndo struct {
 
 func prepareDefault(ctx context.Context, env *atomic.Env, s SetDefault) (atomic.Plan[defaultUndo, Result], error) {
 	var plan atomic.Plan[defaultUndo, Result]
-	if _, sv, err := subvolAt(s.Path); err != nil {
+	if err := mustBeSubvol("", s.Path); err != nil {
 		return plan, err
-	} else if !sv {
-		return plan, fmt.Errorf("%s is not a btrfs subvolume", s.Path)
 	}
 	info, err := Show(ctx, env.Runner, s.Path)
 	if err != nil {
@@ -461,6 +500,11 @@ func uuidAt(ctx context.Context, r run.Runner, path string) (string, error) {
 
 func prepareSwap(ctx context.Context, env *atomic.Env, s Swap) (atomic.Plan[SwapUndo, struct{}], error) {
 	var plan atomic.Plan[SwapUndo, struct{}]
+	for _, p := range []string{s.Path, s.With} {
+		if err := mustBeSubvol("", p); err != nil {
+			return plan, err
+		}
+	}
 	var err error
 	if plan.Undo.PathUUID, err = uuidAt(ctx, env.Runner, s.Path); err != nil {
 		return plan, err
