@@ -33,8 +33,34 @@ type Change struct {
 // Diff compares a tree (want) with a target (have). With content set,
 // regular files of equal size are compared byte for byte (in parallel);
 // otherwise a different mtime counts as changed content (rsync's quick
-// check).
+// check, which misses a file changed without a change of size or mtime:
+// never use it to decide what to copy).
 func Diff(want, have *Tree, content bool) ([]Change, error) {
+	m := cmpQuick
+	if content {
+		m = cmpContent
+	}
+	return diff(want, have, m)
+}
+
+// How compare decides whether two regular files have the same content.
+type cmpMode int
+
+const (
+	// cmpQuick: same size and mtime is same content (rsync's quick
+	// check). Not safe for a sync: reproducible builds give every file
+	// the same mtime.
+	cmpQuick cmpMode = iota
+	// cmpContent: files of the same size are compared byte for byte.
+	cmpContent
+	// cmpSync: what a sync needs. Another size or mtime: changed (the
+	// file is copied again, which is right either way); the same inode
+	// (a hard link between tree and target): identical; otherwise the
+	// bytes are compared.
+	cmpSync
+)
+
+func diff(want, have *Tree, mode cmpMode) ([]Change, error) {
 	var out []Change
 	type pair struct {
 		i    int
@@ -48,7 +74,7 @@ func Diff(want, have *Tree, content bool) ([]Change, error) {
 			out = append(out, Change{Path: w.Rel, Kind: "removed"})
 			continue
 		}
-		d, maybe := compare(w, h, content)
+		d, maybe := compare(w, h, mode)
 		if maybe {
 			pairs = append(pairs, pair{i: len(out), a: join(want.Root, w.Rel), b: join(have.Root, h.Rel), size: w.Size})
 		}
@@ -107,7 +133,7 @@ func Diff(want, have *Tree, content bool) ([]Change, error) {
 
 // compare lists the differences between two entries at the same path;
 // maybe says the content must still be compared.
-func compare(w, h *Entry, content bool) (d []string, maybe bool) {
+func compare(w, h *Entry, mode cmpMode) (d []string, maybe bool) {
 	if w.Type != h.Type {
 		return []string{"type"}, false
 	}
@@ -116,10 +142,12 @@ func compare(w, h *Entry, content bool) (d []string, maybe bool) {
 		switch {
 		case w.Size != h.Size:
 			d = append(d, "content")
-		case content:
+		case mode == cmpContent:
 			maybe = w.Size > 0
 		case w.Mtime != h.Mtime:
 			d = append(d, "content")
+		case mode == cmpSync:
+			maybe = w.Size > 0 && (w.Dev != h.Dev || w.Ino != h.Ino)
 		}
 	case TypeSymlink:
 		if w.Link != h.Link {
@@ -185,7 +213,9 @@ func planSync(srcRoot, dstRoot string, skip func(string, bool) bool) (*syncPlan,
 	if errD != nil {
 		return nil, fmt.Errorf("scan target: %w", errD)
 	}
-	ch, err := Diff(src, dst, false)
+	// content, not the quick check: a file rebuilt with the same size and
+	// mtime (SOURCE_DATE_EPOCH) must not be skipped
+	ch, err := diff(src, dst, cmpSync)
 	if err != nil {
 		return nil, err
 	}

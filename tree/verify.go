@@ -48,7 +48,7 @@ func diffContent(wantRoot, haveRoot string, skip func(rel string, isDir bool) bo
 		return nil, err
 	}
 	var out []Change
-	if d, _ := compare(wr, hr, true); len(d) > 0 {
+	if d, _ := compare(wr, hr, cmpContent); len(d) > 0 {
 		out = append(out, Change{Path: "", Kind: "changed", Details: d})
 	}
 	nw := scanWorkers()
@@ -222,7 +222,7 @@ func (w *diffWorker) both(wantRoot, haveRoot, rel string, skip func(string, bool
 		if err != nil {
 			return nil, err
 		}
-		d, maybe := compare(we, he, true)
+		d, maybe := compare(we, he, cmpContent)
 		if maybe {
 			same, err := sameContentAt(fw, a.name, wantRoot, crel, fh, b.name, haveRoot, crel, we.Size, w.bufA, w.bufB)
 			if err != nil {
