@@ -5,7 +5,7 @@ GO ?= go
 LABTEST := $(GO) run ./internal/vmtest/cmd/labtest
 LABRUN := $(GO) run ./internal/vmtest/cmd/vmrun
 
-.PHONY: test-vm lab-prepare lab-shell lab-hosttest testdata-capture lab-clean
+.PHONY: test-vm lab-prepare lab-shell lab-hosttest testdata-capture lab-bench lab-clean
 
 # Every `//go:build vm` test in one guest, then the host-driven `lab` tests
 # (two-guest DRBD). Fails if the lab cannot start, unless BOFH_SKIP_VM=1.
@@ -27,6 +27,10 @@ lab-hosttest:
 # Run the real tools in the lab and refresh testdata/capture/.
 testdata-capture:
 	$(LABRUN) -share $(CURDIR)/testdata/capture -dir $(CURDIR) -timeout 20m -- /bin/bash $(CURDIR)/scripts/lab/capture.sh $(CURDIR)/testdata/capture
+
+# Time tool start-up and LVM commands in a guest; checks LVM on md and on LUKS.
+lab-bench:
+	$(LABRUN) -dir $(CURDIR) -timeout 20m -- /bin/bash $(CURDIR)/scripts/lab/bench.sh
 
 lab-clean:
 	rm -rf "$${BOFH_LAB_CACHE:-$${XDG_CACHE_HOME:-/var/cache}/bofh-lab}"
