@@ -23,7 +23,9 @@ const tmpPrefix = ".~bofh~"
 type Change struct {
 	Path string `json:"path"`
 	// Kind is "added" (in the target only), "removed" (in the tree only)
-	// or "changed".
+	// or "changed". In a test-upgrade or diff report, it is from the old
+	// version's point of view: "added" is in the new version only (the
+	// upgrade creates it), "removed" in the old one only.
 	Kind string `json:"kind"`
 	// Details says what changed: type, content, mode, owner, symlink,
 	// xattrs, device, hardlink.

@@ -102,7 +102,8 @@ func reproStore(t testing.TB, dir string) string {
 
 // TestHostUpgradeReproducibleBuild: an upgrade between two builds with
 // identical mtimes installs every changed file (verify finds no drift),
-// and test-upgrade reports them.
+// and test-upgrade names what it adds "added" and what it deletes
+// "removed".
 func TestHostUpgradeReproducibleBuild(t *testing.T) {
 	for _, fstype := range []string{"btrfs", "ext4"} {
 		t.Run(fstype, func(t *testing.T) {
@@ -124,14 +125,20 @@ func TestHostUpgradeReproducibleBuild(t *testing.T) {
 			}
 			want := map[string]string{
 				"etc/version": "changed:content", "usr/bin/tool": "changed:content", "usr/lib/big.so": "changed:content",
+				"usr/share/gone": "removed:", "usr/share/fresh": "added:", "etc/defaults.cfg": "added:add_only",
 			}
 			for k, v := range want {
 				if got[k] != v {
 					t.Errorf("test-upgrade %s = %q, want %q", k, got[k], v)
 				}
 			}
-			if v, ok := got["usr/share/same"]; ok {
-				t.Errorf("test-upgrade: unchanged file reported: %q", v)
+			for k, v := range got {
+				if _, ok := want[k]; !ok && !strings.HasPrefix(v, "changed:") {
+					t.Errorf("test-upgrade: unexpected %s %q", k, v)
+				}
+				if k == "usr/share/same" {
+					t.Errorf("test-upgrade: unchanged file reported: %q", v)
+				}
 			}
 			if _, err := Upgrade(ctx, Request{Store: store, Version: "r2", Target: target, StateDir: state}); err != nil {
 				t.Fatal(err)

@@ -301,8 +301,10 @@ func rulesInto(st Store, role, version string) (Rules, Rules, error) {
 }
 
 // TestUpgrade reports what an upgrade of target to version would change,
-// changing nothing: the sync's changes (quick check: size and mtime) and
-// the add_only paths it would copy.
+// changing nothing: the sync's changes (content compared as the sync
+// compares it) and the add_only paths it would copy. Kinds are the
+// upgrade's, as in DiffVersions from the current version to the new one:
+// "added" paths the upgrade creates, "removed" ones it deletes.
 func TestUpgrade(store, version, target string) (*Report, error) {
 	rec, m, err := UpgradeRecipe(Request{Store: store, Version: version, Target: target})
 	if err != nil {
@@ -315,13 +317,24 @@ func TestUpgrade(store, version, target string) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	ch := p.changes
+	// the plan's kinds are the target's against the tree ("removed": in
+	// the tree only, so the upgrade creates it); turn them around
+	ch := make([]Change, 0, len(p.changes))
+	for _, c := range p.changes {
+		switch c.Kind {
+		case "removed":
+			c.Kind = "added"
+		case "added":
+			c.Kind = "removed"
+		}
+		ch = append(ch, c)
+	}
 	adds, err := addOnlyPlan(src, target, m)
 	if err != nil {
 		return nil, err
 	}
 	for _, a := range adds {
-		ch = append(ch, Change{Path: a, Kind: "removed", Details: []string{"add_only"}})
+		ch = append(ch, Change{Path: a, Kind: "added", Details: []string{"add_only"}})
 	}
 	return &Report{Role: m.Role, Version: m.From, To: version, Changes: ch}, nil
 }

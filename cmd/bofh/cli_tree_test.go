@@ -98,6 +98,13 @@ func TestCLITreeDryRunAndJSON(t *testing.T) {
 	if len(u.Changes) != 2 {
 		t.Fatalf("test-upgrade: %+v", u)
 	}
+	// kinds are the upgrade's: etc/extra is new in 1.1, so it is added
+	for _, c := range u.Changes {
+		want := map[string]string{"etc/extra": "added", "etc/motd": "changed"}[c.Path]
+		if c.Kind != want {
+			t.Errorf("test-upgrade: %s is %q, want %q", c.Path, c.Kind, want)
+		}
+	}
 	before := snapshot(t, target, true)
 	dryRun(t, nil, "", []string{"tree", "--store", store, "upgrade", "1.1", target},
 		"would sync "+target+" with 1.1/web", "role web version 1.1")
