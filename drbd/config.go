@@ -56,6 +56,10 @@ type Resource struct {
 	// VerifyAlg is the digest online verify uses (e.g. "sha256",
 	// "crc32c"); drbd.verify needs one.
 	VerifyAlg string `json:"verify_alg,omitempty" doc:"digest for online verify (sha256, crc32c, …); needed by drbd.verify"`
+	// ResyncRate caps the bandwidth a resync may use, in KiB/s or with a
+	// K, M or G suffix ("10M"); rendered as resync-rate (the fixed
+	// controller) and c-max-rate (the dynamic one). Empty: DRBD's default.
+	ResyncRate string `json:"resync_rate,omitempty" doc:"cap on resync bandwidth: KiB/s, or with a K, M or G suffix (10M); unset: DRBD's default"`
 	// Nodes are the hosts, usually two.
 	Nodes []Node `json:"nodes" doc:"hosts: name, address, disk"`
 }
@@ -72,6 +76,7 @@ func (r Resource) Device() string {
 var (
 	nameRe = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,62}$`)
 	algRe  = regexp.MustCompile(`^[a-z0-9][a-z0-9()_-]{0,63}$`)
+	rateRe = regexp.MustCompile(`^[1-9][0-9]{0,9}[KMG]?$`)
 	hostRe = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$`)
 	// drbdadm keywords that cannot name a resource.
 	reserved = map[string]bool{"all": true, "common": true, "global": true, "resource": true,
@@ -107,6 +112,9 @@ func (r Resource) Validate() error {
 	}
 	if r.VerifyAlg != "" && !algRe.MatchString(r.VerifyAlg) {
 		return fmt.Errorf("%w: verify_alg %q: want a kernel digest name like sha256 or crc32c", atomic.ErrInvalid, r.VerifyAlg)
+	}
+	if r.ResyncRate != "" && !rateRe.MatchString(r.ResyncRate) {
+		return fmt.Errorf("%w: resync_rate %q: want a positive number of KiB/s, optionally with a K, M or G suffix", atomic.ErrInvalid, r.ResyncRate)
 	}
 	if r.Port != 0 && (r.Port < 1 || r.Port > 65535) {
 		return fmt.Errorf("%w: port %d: want 1-65535", atomic.ErrInvalid, r.Port)
@@ -186,6 +194,9 @@ func Render(r Resource) ([]byte, error) {
 		fmt.Fprintf(&b, "\t\tverify-alg %s;\n", r.VerifyAlg)
 	}
 	fmt.Fprintf(&b, "\t}\n")
+	if r.ResyncRate != "" {
+		fmt.Fprintf(&b, "\tdisk {\n\t\tresync-rate %s;\n\t\tc-max-rate %s;\n\t}\n", r.ResyncRate, r.ResyncRate)
+	}
 	for _, n := range r.Nodes {
 		meta := n.MetaDisk
 		if meta == "" {
@@ -352,6 +363,12 @@ func ParseResources(data []byte) ([]Resource, error) {
 					}
 					if st[0] == "verify-alg" && len(st) == 2 {
 						r.VerifyAlg = st[1]
+					}
+				}
+			case "disk":
+				for _, st := range sub.Statements {
+					if st[0] == "resync-rate" && len(st) == 2 {
+						r.ResyncRate = st[1]
 					}
 				}
 			case "on":
