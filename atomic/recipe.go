@@ -28,7 +28,9 @@ type RecipeStep struct {
 }
 
 var (
-	refRe    = regexp.MustCompile(`\$\{([^}]*)\}`)
+	// refRe matches ${ref} and its escape $${…}, which stands for a
+	// literal "${…}" (the caller tells them apart by the leading "$$").
+	refRe    = regexp.MustCompile(`\$?\$\{([^}]*)\}`)
 	refOKRe  = regexp.MustCompile(`^([A-Za-z_][A-Za-z0-9_-]*)\.([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)$`)
 	stepIDRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]{0,63}$`)
 )
@@ -94,6 +96,9 @@ func (r *Recipe) Validate() error {
 		hasRef := false
 		walkStrings(s.With, func(str string) {
 			for _, m := range refRe.FindAllStringSubmatch(str, -1) {
+				if strings.HasPrefix(m[0], "$$") {
+					continue // an escaped, literal ${…}
+				}
 				hasRef = true
 				ref := refOKRe.FindStringSubmatch(m[1])
 				if ref == nil {
@@ -156,11 +161,14 @@ func walkStrings(v any, fn func(string)) {
 func substitute(v any, results map[string]map[string]any) (any, error) {
 	switch x := v.(type) {
 	case string:
-		if m := refRe.FindStringSubmatchIndex(x); m != nil && m[0] == 0 && m[1] == len(x) {
+		if m := refRe.FindStringSubmatchIndex(x); m != nil && m[0] == 0 && m[1] == len(x) && !strings.HasPrefix(x, "$$") {
 			return lookupRef(x[m[2]:m[3]], results)
 		}
 		var err error
 		out := refRe.ReplaceAllStringFunc(x, func(s string) string {
+			if strings.HasPrefix(s, "$$") {
+				return s[1:] // $${x} is a literal ${x}
+			}
 			val, e := lookupRef(s[2:len(s)-1], results)
 			if e != nil {
 				err = e

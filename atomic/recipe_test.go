@@ -62,6 +62,26 @@ steps:
 	}
 }
 
+func TestRecipeEscapes(t *testing.T) {
+	r, err := ParseRecipe([]byte("name: x\nsteps:\n  - id: a\n    kind: test.touch\n    with: {dir: /tmp, name: x}\n  - kind: test.touch\n    with: {dir: /tmp, name: 'HOME=$${HOME} path=${a.path} $${nope.x}'}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Validate(); err != nil {
+		t.Fatalf("an escaped $${…} is not a reference: %v", err)
+	}
+	got, err := substitute(r.Steps[1].With, map[string]map[string]any{"a": {"path": "/tmp/x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "HOME=${HOME} path=/tmp/x ${nope.x}"; got.(map[string]any)["name"] != want {
+		t.Fatalf("got %q, want %q", got.(map[string]any)["name"], want)
+	}
+	if v, _ := substitute("$${a.path}", nil); v != "${a.path}" {
+		t.Fatalf("a whole-string escape: %q", v)
+	}
+}
+
 func TestRecipeApplyResolvesRefsAndResumes(t *testing.T) {
 	dir, state := t.TempDir(), t.TempDir()
 	y := fmt.Sprintf(`
