@@ -15,36 +15,22 @@ import (
 	"testing"
 
 	bofhatomic "github.com/bofhkit/bofh/atomic"
+	"github.com/bofhkit/bofh/internal/hosttest"
 )
-
-// requireRoot fails the test when it cannot run as root, unless the
-// runner opted out with BOFH_SKIP_ROOT=1. (Private until
-// internal/hosttest lands.)
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		if _, err := exec.LookPath("ip"); err != nil {
-			t.Fatalf("ip (iproute2) is needed to inspect namespaces: %v (see deps/netif.txt)", err)
-		}
-		return
-	}
-	if os.Getenv("BOFH_SKIP_ROOT") == "1" {
-		t.Skip("SKIPPED: needs root (BOFH_SKIP_ROOT=1)")
-	}
-	t.Fatal("this test needs root (network namespaces); run as root or set BOFH_SKIP_ROOT=1 to skip it loudly")
-}
 
 var nsSeq atomic.Int64
 
-// newNS creates a named network namespace for the test, with IPv6
-// link-local addresses off (they come and go with links and would make
-// state comparisons racy), and removes it on cleanup.
+// newNS creates a named network namespace for the test (removed on
+// cleanup), with IPv6 link-local addresses off (they come and go with
+// links and would make state comparisons racy) and lo up. It fails the
+// test unless it runs as root (BOFH_SKIP_ROOT=1 skips it loudly).
 func newNS(t *testing.T) string {
 	t.Helper()
-	requireRoot(t)
-	name := fmt.Sprintf("bofhtest-%d-%d", os.Getpid(), nsSeq.Add(1))
-	ip(t, "netns", "add", name)
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
+	hosttest.RequireRoot(t)
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Fatalf("ip (iproute2) is needed to inspect namespaces: %v (see deps/netif.txt)", err)
+	}
+	name := hosttest.NetNS(t, fmt.Sprintf("bofhtest-%d-%d", os.Getpid(), nsSeq.Add(1))).Name
 	for _, k := range []string{"net.ipv6.conf.default.addr_gen_mode=1", "net.ipv6.conf.all.addr_gen_mode=1"} {
 		if out, err := exec.Command("ip", "netns", "exec", name, "sysctl", "-qw", k).CombinedOutput(); err != nil {
 			t.Fatalf("sysctl %s: %v: %s", k, err, out)

@@ -179,8 +179,19 @@ func prepareCreate(_ context.Context, _ *atomic.Env, c CreateLink) (atomic.Plan[
 		}
 	}
 	if c.Type == "vlan" {
-		if _, err := mustLink(h, c.Netns, c.Parent); err != nil {
+		p, err := mustLink(h, c.Netns, c.Parent)
+		if err != nil {
 			return plan, err
+		}
+		// the kernel takes one link per VLAN ID on a parent
+		all, err := h.LinkList()
+		if err != nil {
+			return plan, fmt.Errorf("list links%s: %w", where(c.Netns), err)
+		}
+		for _, o := range all {
+			if v, ok := o.(*netlink.Vlan); ok && v.ParentIndex == p.Attrs().Index && v.VlanId == c.VlanID {
+				return plan, fmt.Errorf("%w: VLAN %d on %s exists already as %s%s", atomic.ErrInvalid, c.VlanID, c.Parent, v.Name, where(c.Netns))
+			}
 		}
 	}
 	return plan, nil
@@ -380,6 +391,57 @@ type setUndo struct {
 	// Routes are the link's routes the kernel drops when it goes down
 	// (all but its own), put back when undo sets the link up again.
 	Routes []savedRoute `json:"routes,omitempty"`
+	// Uppers are the VLANs (and macvlans, ipvlans) stacked on the link
+	// whose MTU the kernel lowers along with the link's: undo raises them
+	// back, parents first.
+	Uppers []upperMTU `json:"uppers,omitempty"`
+}
+
+// upperMTU is the MTU an upper link had before the kernel clamped it.
+type upperMTU struct {
+	Name  string `json:"name"`
+	Index int    `json:"index"`
+	MTU   int    `json:"mtu"`
+}
+
+// clampingTypes are the link types whose MTU the kernel lowers to their
+// lower link's when that one's MTU drops below theirs.
+var clampingTypes = []string{"vlan", "macvlan", "macvtap", "ipvlan", "ipvtap"}
+
+// clampedUppers lists the links stacked on l (recursively, parents first)
+// whose MTU is above mtu and would be lowered with l's.
+func clampedUppers(h *netlink.Handle, l netlink.Link, mtu int) ([]upperMTU, error) {
+	all, err := h.LinkList()
+	if err != nil {
+		return nil, fmt.Errorf("list links: %w", err)
+	}
+	var out []upperMTU
+	queue := []int{l.Attrs().Index}
+	for len(queue) > 0 {
+		parent := queue[0]
+		queue = queue[1:]
+		for _, u := range all {
+			a := u.Attrs()
+			if a.ParentIndex != parent || a.Index == parent || !slices.Contains(clampingTypes, u.Type()) || a.MTU <= mtu {
+				continue
+			}
+			out = append(out, upperMTU{Name: a.Name, Index: a.Index, MTU: a.MTU})
+			queue = append(queue, a.Index)
+		}
+	}
+	return out, nil
+}
+
+// masterIsBond tells whether the named link is a bond ("" is not).
+func masterIsBond(h *netlink.Handle, name string) (bool, error) {
+	if name == "" {
+		return false, nil
+	}
+	m, err := linkByName(h, name)
+	if err != nil || m == nil {
+		return false, err
+	}
+	return m.Type() == "bond", nil
 }
 
 type linkState struct {
@@ -427,6 +489,11 @@ func prepareSet(_ context.Context, _ *atomic.Env, s SetLink) (atomic.Plan[setUnd
 	}
 	if s.MTU != 0 && s.MTU != st.mtu {
 		u.MTU = st.mtu
+		if s.MTU < st.mtu {
+			if u.Uppers, err = clampedUppers(h, l, s.MTU); err != nil {
+				return plan, err
+			}
+		}
 	}
 	if s.Master != "" {
 		m, err := mustLink(h, s.Netns, s.Master)
@@ -442,6 +509,25 @@ func prepareSet(_ context.Context, _ *atomic.Env, s SetLink) (atomic.Plan[setUnd
 	}
 	if s.NoMaster && st.master != "" {
 		u.Master = &st.master
+	}
+	if u.Master != nil && st.up {
+		// A bond takes only links that are down and closes the links it
+		// releases: an up link goes down and comes back up on the way,
+		// losing its routes. Keep what undo needs to put it all back.
+		oldBond, err := masterIsBond(h, st.master)
+		if err != nil {
+			return plan, err
+		}
+		newBond, err := masterIsBond(h, s.Master)
+		if err != nil {
+			return plan, err
+		}
+		if (oldBond || newBond) && u.Up == nil {
+			u.Up = &st.up
+			if u.Routes, err = linkRoutes(h, l); err != nil {
+				return plan, err
+			}
+		}
 	}
 	plan.Undo = u
 	if u.Up == nil && u.MTU == 0 && u.Master == nil {
@@ -493,9 +579,16 @@ func doSet(_ context.Context, env *atomic.Env, s SetLink, u setUndo) (LinkResult
 	if err != nil {
 		return LinkResult{}, err
 	}
-	// master first: a bond enslaves only links that are down and sets
-	// their MTU; an explicit MTU or up state comes after.
+	// master first: a bond enslaves only links that are down (and opens
+	// them) and sets their MTU; an explicit MTU or up state comes after.
 	if u.Master != nil {
+		if bond, err := masterIsBond(h, s.Master); err != nil {
+			return LinkResult{}, err
+		} else if bond && l.Attrs().Flags&net.FlagUp != 0 {
+			if err := setUp(h, s.Netns, l, false); err != nil {
+				return LinkResult{}, err
+			}
+		}
 		if err := setMaster(h, s.Netns, l, s.Master); err != nil {
 			return LinkResult{}, err
 		}
@@ -506,8 +599,20 @@ func doSet(_ context.Context, env *atomic.Env, s SetLink, u setUndo) (LinkResult
 		}
 	}
 	if u.Up != nil {
-		if err := setUp(h, s.Netns, l, *s.Up); err != nil {
+		// the state asked for, or (a bond took the link down on the way)
+		// the one it had; the routes the kernel dropped with it are put
+		// back by undo only (a bond's port carries no routes of its own)
+		want := *u.Up
+		if s.Up != nil {
+			want = *s.Up
+		}
+		if l, err = mustLink(h, s.Netns, s.Name); err != nil {
 			return LinkResult{}, err
+		}
+		if (l.Attrs().Flags&net.FlagUp != 0) != want {
+			if err := setUp(h, s.Netns, l, want); err != nil {
+				return LinkResult{}, err
+			}
 		}
 	}
 	return linkResult(l), nil
@@ -550,27 +655,18 @@ func undoSet(_ context.Context, env *atomic.Env, s SetLink, u setUndo, _ LinkRes
 	if err != nil {
 		return err
 	}
-	// reverse order of doSet: up state, MTU, master; each only if it
-	// still differs.
-	if u.Up != nil && st.up != *u.Up {
-		if err := setUp(h, s.Netns, l, *u.Up); err != nil {
+	// master, MTU, then the up state (last: a bond closes the links it
+	// releases); each only if it still differs.
+	if u.Master != nil && st.master != *u.Master {
+		// a bond takes only links that are down (and opens them)
+		bond, err := masterIsBond(h, *u.Master)
+		if err != nil {
 			return err
 		}
-	}
-	if u.Up != nil && *u.Up {
-		for _, sr := range u.Routes {
-			if err := sr.restore(h, s.Netns); err != nil {
-				return err
-			}
-		}
-	}
-	if u.Master != nil && st.master != *u.Master {
-		// a bond takes only links that are down
-		if *u.Master != "" && st.up {
+		if bond && st.up {
 			if err := setUp(h, s.Netns, l, false); err != nil {
 				return err
 			}
-			defer setUp(h, s.Netns, l, true)
 		}
 		if err := setMaster(h, s.Netns, l, *u.Master); err != nil {
 			return err
@@ -583,6 +679,34 @@ func undoSet(_ context.Context, env *atomic.Env, s SetLink, u setUndo, _ LinkRes
 		if l.Attrs().MTU != u.MTU {
 			if err := h.LinkSetMTU(l, u.MTU); err != nil {
 				return fmt.Errorf("restore MTU of %s to %d%s: %w", s.Name, u.MTU, where(s.Netns), err)
+			}
+		}
+		// the kernel lowered these with the link's MTU, and does not
+		// raise them back
+		for _, up := range u.Uppers {
+			ul, err := h.LinkByIndex(up.Index)
+			if err != nil || ul.Attrs().Name != up.Name || ul.Attrs().MTU >= up.MTU {
+				continue // gone, replaced, or not lowered
+			}
+			if err := h.LinkSetMTU(ul, up.MTU); err != nil {
+				return fmt.Errorf("restore MTU of %s (on %s) to %d%s: %w", up.Name, s.Name, up.MTU, where(s.Netns), err)
+			}
+		}
+	}
+	if u.Up != nil {
+		if l, err = mustLink(h, s.Netns, s.Name); err != nil {
+			return err
+		}
+		if (l.Attrs().Flags&net.FlagUp != 0) != *u.Up {
+			if err := setUp(h, s.Netns, l, *u.Up); err != nil {
+				return err
+			}
+		}
+		if *u.Up {
+			for _, sr := range u.Routes {
+				if err := sr.restore(h, s.Netns); err != nil {
+					return err
+				}
 			}
 		}
 	}
