@@ -6,7 +6,7 @@ FUZZTIME ?= 2s
 PKGS     := ./...
 export BOFH_REPO := $(CURDIR)
 
-.PHONY: all build test test-unit test-race lint deps fuzz fuzz-short bench demo clean test-extra
+.PHONY: all build test test-full test-unit test-race lint deps fuzz fuzz-short bench demo clean test-extra
 all: build
 
 build:
@@ -54,6 +54,11 @@ endif
 
 test: deps lint test-unit test-race fuzz-short test-vm test-extra
 	@echo "make test: all tiers passed"
+
+# make test with the exhaustive crash matrices of the VM tests (every
+# step × before/after × rollback/resume): about an hour under TCG.
+test-full:
+	BOFH_FULL_MATRIX=1 $(MAKE) test
 
 demo: build
 	scripts/demo.sh
