@@ -456,8 +456,8 @@ func TestVMStackCrash(t *testing.T) {
 	// kill before/after × rollback/resume, at every step.
 	plan := []combo{
 		{stackSteps, atomic.FailAfter, "error"},
-		{4, atomic.FailAfter, "kill-rollback"},
-		{7, atomic.FailBefore, "kill-resume"},
+		{5, atomic.FailAfter, "kill-rollback"}, // crypt.open
+		{8, atomic.FailBefore, "kill-resume"},  // lvm.lv.create
 	}
 	if full {
 		plan = nil
@@ -516,7 +516,7 @@ func TestVMStackCrash(t *testing.T) {
 		}
 		ran = append(ran, name+" "+mark)
 	}
-	matrix := "default (error after the last step; kill after step 4 → rollback; kill before step 7 → resume)"
+	matrix := "default (error after the last step; kill after step 5 → rollback; kill before step 8 → resume)"
 	if full {
 		matrix = "full (BOFH_FULL_MATRIX=1: error before+after, kill before+after × rollback+resume)"
 	}
