@@ -3,8 +3,10 @@
 // binary on the host with `go test -c -tags vm`, boots ONE lab guest and runs
 // every binary inside it with -test.v (output streamed), then runs the
 // host-driven `lab`-tagged tests (which boot guests themselves, e.g. the DRBD
-// pair) with `go test -tags lab`. It exits non-zero if anything failed or the
-// lab could not start, unless BOFH_SKIP_VM=1 (then it says so and exits 0).
+// pair) with `go test -tags lab`. Only the tests declared in `vm` (`lab`)
+// files run there: the packages' other tests are the ordinary `go test`'s.
+// It exits non-zero if anything failed or the lab could not start, unless
+// BOFH_SKIP_VM=1 (then it says so and exits 0).
 //
 // Usage:
 //
@@ -45,6 +47,8 @@ type pkg struct {
 	// test files: the only tests run in the guest (the package's host
 	// tests run on the host, in `go test`).
 	VMTests []string
+	// LabTests are the Test functions declared in its lab-only test files.
+	LabTests []string
 }
 
 func main() {
@@ -123,12 +127,17 @@ func findPackages(ctx context.Context, patterns []string) ([]pkg, error) {
 			}
 			p.VM = p.VM || vm
 			p.Lab = p.Lab || lab
-			if vm {
+			if vm || lab {
 				tests, err := testFuncs(path)
 				if err != nil {
 					return nil, err
 				}
-				p.VMTests = append(p.VMTests, tests...)
+				if vm {
+					p.VMTests = append(p.VMTests, tests...)
+				}
+				if lab {
+					p.LabTests = append(p.LabTests, tests...)
+				}
 			}
 		}
 		if p.VM || p.Lab {
@@ -451,20 +460,24 @@ func moduleRoot(dir string) string {
 }
 
 func runHost(ctx context.Context, pkgs []pkg, run string) error {
-	var names []string
+	var names, tests []string
 	for _, p := range pkgs {
 		if p.Lab {
 			names = append(names, p.ImportPath)
+			tests = append(tests, p.LabTests...)
 		}
 	}
-	if len(names) == 0 {
-		fmt.Println("labtest: no package has host-driven `lab` tests")
+	// Only the tests of the lab files: the packages' other tests are
+	// run by the ordinary `go test`.
+	pattern, ok, err := guestRunPattern(tests, run)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		fmt.Println("labtest: no host-driven `lab` test to run")
 		return nil
 	}
-	args := []string{"test", "-tags", "lab", "-count=1", "-v", "-timeout", "30m", "-p", "1"}
-	if run != "" {
-		args = append(args, "-run", run)
-	}
+	args := []string{"test", "-tags", "lab", "-count=1", "-v", "-timeout", "30m", "-p", "1", "-run", pattern}
 	args = append(args, names...)
 	fmt.Printf("labtest: host-driven lab tests: go %s\n", strings.Join(args, " "))
 	cmd := exec.CommandContext(ctx, "go", args...)

@@ -131,7 +131,7 @@ func TestFindPackagesVMTests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(pkgs) != 1 || !pkgs[0].VM || !pkgs[0].Lab {
+	if len(pkgs) != 1 || !pkgs[0].VM || !pkgs[0].Lab || !reflect.DeepEqual(pkgs[0].LabTests, []string{"TestPairNetwork"}) {
 		t.Fatalf("findPackages = %+v", pkgs)
 	}
 	have := map[string]bool{}
