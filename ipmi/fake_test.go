@@ -141,3 +141,38 @@ func TestValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestTranscriptUserPassword: the new password travels on stdin as an
+// ipmitool command file, never in argv or the environment; the BMC's own
+// password stays in its file.
+func TestTranscriptUserPassword(t *testing.T) {
+	pw := filepath.Join(t.TempDir(), "pw")
+	f := run.NewFake(t)
+	f.Expect(append(fileConn(pw), "exec", "/dev/stdin")...).Kind(run.Mutation).Stdin("user set password 3 hunter2-new 16\n")
+	f.Expect(append(fileConn(pw), "exec", "/dev/stdin")...).Kind(run.Mutation).Stdin("user set password 4 abcdefghij0123456789 20\n")
+	c := New(BMC{Address: "10.0.0.7", User: "admin", PasswordFile: pw}, f)
+	if err := c.SetUserPassword(context.Background(), 3, []byte("hunter2-new")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetUserPassword(context.Background(), 4, []byte("abcdefghij0123456789")); err != nil {
+		t.Fatal(err)
+	}
+	f.Done()
+	for _, call := range f.Calls() {
+		if strings.Contains(call.String(), "hunter2") || strings.Contains(call.String(), "abcdefghij") || len(call.Env) != 0 || len(call.Secrets) != 1 {
+			t.Errorf("password leaked: argv %q env %q secrets %d", call.String(), call.Env, len(call.Secrets))
+		}
+	}
+	// bad input runs nothing
+	g := run.NewFake(t)
+	c = New(BMC{Address: "10.0.0.7", User: "admin", PasswordFile: pw}, g)
+	for _, bad := range []struct {
+		id int
+		pw string
+	}{{0, "x"}, {64, "x"}, {3, ""}, {3, "has space"}, {3, "with#hash"}, {3, "abcdefghij0123456789X"}, {3, "quo\"te"}, {3, "new\nline"}} {
+		if err := c.SetUserPassword(context.Background(), bad.id, []byte(bad.pw)); !errors.Is(err, atomic.ErrInvalid) || (bad.pw != "" && strings.Contains(err.Error(), bad.pw)) {
+			t.Errorf("id %d password %q: %v, want ErrInvalid without the password", bad.id, bad.pw, err)
+		}
+	}
+	g.Done()
+}

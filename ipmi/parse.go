@@ -299,3 +299,63 @@ func trunc(s string) string {
 	}
 	return s
 }
+
+// LANConfig is what `lan print <channel>` says about a LAN channel. The
+// SNMP community string is left out: it is a credential.
+type LANConfig struct {
+	Channel    int    `json:"channel"`
+	IPSource   string `json:"ip_source"` // "Static Address", "DHCP Address", …
+	IP         string `json:"ip"`
+	Netmask    string `json:"netmask"`
+	MAC        string `json:"mac"`
+	Gateway    string `json:"gateway"`
+	GatewayMAC string `json:"gateway_mac"`
+	BackupGW   string `json:"backup_gateway,omitempty"`
+	// VLAN is the 802.1q VLAN ID, 0 when disabled.
+	VLAN         int      `json:"vlan"`
+	VLANPriority int      `json:"vlan_priority"`
+	AuthTypes    []string `json:"auth_types,omitempty"`
+	// CipherSuites are the RMCP+ cipher suite IDs the BMC offers.
+	CipherSuites []int `json:"cipher_suites,omitempty"`
+	// CipherPrivMax is the maximum privilege per cipher suite, one letter
+	// each as ipmitool prints it (a admin, o operator, u user, X unused).
+	CipherPrivMax        string `json:"cipher_priv_max,omitempty"`
+	BadPasswordThreshold string `json:"bad_password_threshold,omitempty"`
+}
+
+// ParseLAN reads `lan print <channel>`.
+func ParseLAN(channel int, out string) (LANConfig, error) {
+	m := ParseFields(out)
+	if _, ok := m["IP Address"]; !ok {
+		return LANConfig{}, fmt.Errorf("lan print: no IP Address in %q", trunc(out))
+	}
+	l := LANConfig{Channel: channel, IPSource: m["IP Address Source"], IP: m["IP Address"], Netmask: m["Subnet Mask"],
+		MAC: m["MAC Address"], Gateway: m["Default Gateway IP"], GatewayMAC: m["Default Gateway MAC"],
+		BackupGW: m["Backup Gateway IP"], BadPasswordThreshold: m["Bad Password Threshold"]}
+	if v := m["802.1q VLAN ID"]; v != "" && v != "Disabled" {
+		id, err := strconv.Atoi(v)
+		if err != nil {
+			return LANConfig{}, fmt.Errorf("lan print: 802.1q VLAN ID %q", v)
+		}
+		l.VLAN = id
+	}
+	if v := m["802.1q VLAN Priority"]; v != "" {
+		if p, err := strconv.Atoi(v); err == nil {
+			l.VLANPriority = p
+		}
+	}
+	l.AuthTypes = strings.Fields(m["Auth Type Support"])
+	if v := m["RMCP+ Cipher Suites"]; v != "" && v != "None" {
+		for _, f := range strings.Split(v, ",") {
+			id, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil {
+				return LANConfig{}, fmt.Errorf("lan print: RMCP+ Cipher Suites %q", v)
+			}
+			l.CipherSuites = append(l.CipherSuites, id)
+		}
+	}
+	if v, _, _ := strings.Cut(m["Cipher Suite Priv Max"], "\n"); v != "Not Available" {
+		l.CipherPrivMax = v
+	}
+	return l, nil
+}

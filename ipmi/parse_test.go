@@ -3,6 +3,7 @@ package ipmi
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -67,6 +68,19 @@ func TestParseCaptured(t *testing.T) {
 	lan := ParseFields(capture(t, "lan_print.txt"))
 	if lan["IP Address"] != "0.0.0.0" || lan["802.1q VLAN ID"] != "Disabled" || lan["RMCP+ Cipher Suites"] != "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15" {
 		t.Errorf("lan print: %v", lan)
+	}
+	l, err := ParseLAN(1, capture(t, "lan_print.txt"))
+	if err != nil || l.IP != "0.0.0.0" || l.VLAN != 0 || l.MAC != "00:00:00:00:00:00" || l.IPSource != "Unspecified" ||
+		len(l.CipherSuites) != 15 || l.CipherSuites[14] != 15 || l.CipherPrivMax != "aaaaaaaaaaaaaaa" ||
+		strings.Join(l.AuthTypes, " ") != "NONE MD2 MD5 PASSWORD" || l.BadPasswordThreshold != "Not Available" {
+		t.Errorf("lan print typed: %+v %v", l, err)
+	}
+	vlan := strings.Replace(capture(t, "lan_print.txt"), "802.1q VLAN ID          : Disabled", "802.1q VLAN ID          : 42", 1)
+	if l, err := ParseLAN(1, vlan); err != nil || l.VLAN != 42 {
+		t.Errorf("lan print with a VLAN: %+v %v", l, err)
+	}
+	if _, err := ParseLAN(1, "garbage\n"); err == nil {
+		t.Errorf("lan print of garbage: no error")
 	}
 }
 

@@ -18,6 +18,9 @@ import (
 
 const simPassword = "s3cr3tpass"
 
+// simOpsPassword is user 3 ("ops")'s password, changed by TestSimUserPassword.
+const simOpsPassword = "0ldpass"
+
 // sim is an ipmi_sim BMC simulator on a free loopback UDP port; its
 // chassis control script keeps power and boot device in files.
 type sim struct {
@@ -88,7 +91,8 @@ set_working_mc 0x20
   endlan
   chassis_control "%s/chassis.sh 0x20"
   user 2 true "admin" %q admin 10 none md2 md5 straight
-`, port, dir, simPassword)
+  user 3 true "ops" %q admin 10 none md2 md5 straight
+`, port, dir, simPassword, simOpsPassword)
 	must(os.WriteFile(filepath.Join(dir, "lan.conf"), []byte(conf), 0o600))
 	cmd := exec.Command("ipmi_sim", "-c", filepath.Join(dir, "lan.conf"), "-f", filepath.Join(dir, "sim.emu"), "-s", filepath.Join(dir, "state"), "-n")
 	var out strings.Builder
@@ -140,8 +144,11 @@ func TestSimQueries(t *testing.T) {
 	if mc, err := c.MCInfo(ctx); err != nil || mc.IPMIVersion != "2.0" {
 		t.Errorf("mc info: %+v %v", mc, err)
 	}
-	if us, err := c.Users(ctx, 1); err != nil || len(us) != 1 || us[0].Name != "admin" {
+	if us, err := c.Users(ctx, 1); err != nil || len(us) != 2 || us[0].Name != "admin" || us[1].Name != "ops" || us[1].ID != 3 || us[0].PrivLimit != "ADMINISTRATOR" {
 		t.Errorf("users: %+v %v", us, err)
+	}
+	if l, err := c.LAN(ctx, 1); err != nil || l.Channel != 1 || l.IP != "0.0.0.0" || l.VLAN != 0 || len(l.CipherSuites) != 15 || l.CipherSuites[2] != 3 || l.CipherPrivMax != "aaaaaaaaaaaaaaa" {
+		t.Errorf("lan print: %+v %v", l, err)
 	}
 	if err := c.ClearSEL(ctx); err != nil {
 		t.Errorf("sel clear: %v", err)
@@ -281,5 +288,51 @@ func TestSimKill(t *testing.T) {
 				t.Fatalf("%s: state %s, want %s", fp, now, start)
 			}
 		}
+	}
+}
+
+// TestSimUserPassword: admin sets user 3's password through the Client;
+// ops then authenticates with the new password, and the old one is
+// refused with ErrAuth.
+func TestSimUserPassword(t *testing.T) {
+	s := startSim(t)
+	ctx := context.Background()
+	pwFile := func(pw string) string {
+		f := filepath.Join(t.TempDir(), "pw")
+		if err := os.WriteFile(f, []byte(pw+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	ops := s.bmc
+	ops.User, ops.PasswordFile = "ops", pwFile(simOpsPassword)
+	if _, err := New(ops, &run.Local{}).PowerStatus(ctx); err != nil {
+		t.Fatalf("ops with the old password before the change: %v", err)
+	}
+	if err := New(s.bmc, &run.Local{}).SetUserPassword(ctx, 3, []byte("N3w-pass.16chars")); err != nil {
+		t.Fatalf("set password: %v", err)
+	}
+	neu := ops
+	neu.PasswordFile = pwFile("N3w-pass.16chars")
+	for _, iface := range []string{"lanplus", "lan"} {
+		n, o := neu, ops
+		n.Interface, o.Interface = iface, iface
+		if iface == "lan" {
+			n.Cipher, o.Cipher = 0, 0
+		}
+		if _, err := New(n, &run.Local{}).PowerStatus(ctx); err != nil {
+			t.Errorf("%s: ops with the new password: %v", iface, err)
+		}
+		_, err := New(o, &run.Local{}).PowerStatus(ctx)
+		if !errors.Is(err, ErrAuth) {
+			t.Errorf("%s: ops with the old password: %v, want ErrAuth", iface, err)
+		}
+		if err != nil && (strings.Contains(err.Error(), simOpsPassword) || strings.Contains(err.Error(), "N3w-pass")) {
+			t.Errorf("password in error: %v", err)
+		}
+	}
+	// admin is unaffected
+	if _, err := New(s.bmc, &run.Local{}).PowerStatus(ctx); err != nil {
+		t.Errorf("admin after the change: %v", err)
 	}
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 
@@ -128,17 +126,32 @@ func (c *Client) ChassisStatus(ctx context.Context) (map[string]string, error) {
 	return ParseFields(out), nil
 }
 
-// LAN reads `lan print <channel>` as its fields.
-func (c *Client) LAN(ctx context.Context, channel int) (map[string]string, error) {
+// LAN reads `lan print <channel>`.
+func (c *Client) LAN(ctx context.Context, channel int) (LANConfig, error) {
+	if err := validChannel(channel); err != nil {
+		return LANConfig{}, err
+	}
 	out, err := c.Query(ctx, "lan", "print", strconv.Itoa(channel))
 	if err != nil {
-		return nil, err
+		return LANConfig{}, err
 	}
-	return ParseFields(out), nil
+	return ParseLAN(channel, out)
+}
+
+// validChannel checks an IPMI channel number (0-15; 14 and 15 are the
+// current and system interface channels).
+func validChannel(ch int) error {
+	if ch < 0 || ch > 15 {
+		return fmt.Errorf("%w: channel %d: want 0 to 15", atomic.ErrInvalid, ch)
+	}
+	return nil
 }
 
 // Users lists the users of a channel (`user list <channel>`).
 func (c *Client) Users(ctx context.Context, channel int) ([]User, error) {
+	if err := validChannel(channel); err != nil {
+		return nil, err
+	}
 	out, err := c.Query(ctx, "user", "list", strconv.Itoa(channel))
 	if err != nil {
 		return nil, err
@@ -146,35 +159,38 @@ func (c *Client) Users(ctx context.Context, channel int) ([]User, error) {
 	return ParseUsers(out)
 }
 
-// SetUserPassword sets user id's password. The new password is written to
-// a 0600 command file in a private directory read by `ipmitool exec`, so
-// it is never in argv (ipmitool would otherwise take it as an argument or
-// prompt on the terminal); the file is removed afterwards.
+// SetUserPassword sets user id's password. The new password reaches
+// ipmitool on its standard input, read as a command file (`ipmitool exec
+// /dev/stdin`), so it is never in argv (ipmitool would otherwise take it
+// as an argument or prompt on the terminal) and never written to disk.
+// Passwords longer than 16 characters are stored as IPMI 2.0 20-byte
+// passwords.
 func (c *Client) SetUserPassword(ctx context.Context, id int, password []byte) error {
-	if id < 1 || id > 63 {
-		return fmt.Errorf("%w: user id %d: want 1 to 63", atomic.ErrInvalid, id)
-	}
-	if len(password) == 0 || len(password) > 20 || slices.ContainsFunc(password, func(b byte) bool { return b <= ' ' || b == 0x7f || b == '"' || b == '\'' || b == '#' }) {
-		return fmt.Errorf("%w: the new password must be 1 to 20 printable characters without spaces, quotes or '#'", atomic.ErrInvalid)
-	}
-	dir, err := os.MkdirTemp("", "bofh-ipmi-")
-	if err != nil {
+	if err := validUserPassword(id, password); err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	f := filepath.Join(dir, "cmds")
 	size := "16"
 	if len(password) > 16 {
 		size = "20"
 	}
-	line := "user set password " + strconv.Itoa(id) + " " + string(password) + " " + size + "\n"
-	if err := os.WriteFile(f, []byte(line), 0o600); err != nil {
-		return err
-	}
-	cmd := c.cmd(run.Mutation, false, "exec", f)
+	cmd := c.cmd(run.Mutation, false, "exec", "/dev/stdin")
+	cmd.Stdin = []byte("user set password " + strconv.Itoa(id) + " " + string(password) + " " + size + "\n")
 	cmd.Secrets = append(cmd.Secrets, secretOf(password))
 	if _, err := c.Runner.Run(ctx, cmd); err != nil {
 		return c.classify(ctx, err)
+	}
+	return nil
+}
+
+// validUserPassword checks a user id and a new password: 1 to 20
+// printable characters, none that ipmitool's command-file reader splits
+// on or treats specially.
+func validUserPassword(id int, password []byte) error {
+	if id < 1 || id > 63 {
+		return fmt.Errorf("%w: user id %d: want 1 to 63", atomic.ErrInvalid, id)
+	}
+	if len(password) == 0 || len(password) > 20 || slices.ContainsFunc(password, func(b byte) bool { return b <= ' ' || b >= 0x7f || b == '"' || b == '\'' || b == '#' }) {
+		return fmt.Errorf("%w: the new password must be 1 to 20 printable characters without spaces, quotes or '#'", atomic.ErrInvalid)
 	}
 	return nil
 }

@@ -29,6 +29,10 @@ func TestCLIIPMIBadInput(t *testing.T) {
 		bad("power action", `power action "frob"`, "ipmi", "power", "frob", "node07"),
 		bad("boot device", `boot device "usbstick"`, "ipmi", "bootdev", "node07", "usbstick"),
 		bad("relative password file", `BMC badpw: password_file "relative.pw"`, "ipmi", "power", "on", "badpw"),
+		bad("lan show unknown BMC", `no BMC named "nosuch"`, "ipmi", "lan", "show", "nosuch"),
+		bad("lan show channel", `channel 16: want 0 to 15`, "ipmi", "lan", "show", "node07", "--channel", "16"),
+		bad("user list channel", `channel -1: want 0 to 15`, "ipmi", "user", "list", "node07", "--channel", "-1"),
+		bad("user list no node", ``, "ipmi", "user", "list"),
 	})
 }
 
@@ -46,5 +50,6 @@ func TestCLIIPMIListJSON(t *testing.T) {
 	if code != 0 || out != "{}\n" {
 		t.Fatalf("ipmi list without BMCs: exit %d, %q; want {}", code, out)
 	}
-	helpExample(t, []string{"ipmi"}, []string{"ipmi", "power"}, []string{"ipmi", "bootdev"})
+	helpExample(t, []string{"ipmi"}, []string{"ipmi", "power"}, []string{"ipmi", "bootdev"},
+		[]string{"ipmi", "lan", "show"}, []string{"ipmi", "user", "list"}, []string{"ipmi", "lan"}, []string{"ipmi", "user"})
 }

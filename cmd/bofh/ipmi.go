@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -42,7 +43,7 @@ func newIPMICmd(a *app) *cobra.Command {
   ipmi:
     bmcs:
       node07: {address: 10.0.0.107, user: admin, password_file: /etc/bofh/bmc.pw, interface: lanplus}`,
-		Example: "  bofh ipmi power cycle node07\n  bofh ipmi bootdev node07 pxe --efi\n  bofh ipmi sensors node07 -o json",
+		Example: "  bofh ipmi power cycle node07\n  bofh ipmi bootdev node07 pxe --efi\n  bofh ipmi sensors node07 -o json\n  bofh ipmi lan show node07 -o json\n  bofh ipmi user list node07",
 	}
 	power := &cobra.Command{
 		Use:     "power status|on|off|soft|cycle|reset NODE",
@@ -160,6 +161,64 @@ func newIPMICmd(a *app) *cobra.Command {
 			})
 		},
 	}
-	cmd.AddCommand(power, bootdev, sensors, sel, info, list)
+	var lanChannel, userChannel int
+	lanShow := &cobra.Command{
+		Use: "show NODE", Short: "LAN channel settings (lan print): address, VLAN, cipher suites", Args: exactArgs(1),
+		Example: "  bofh ipmi lan show node07\n  bofh ipmi lan show node07 --channel 8 -o json",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			b, err := a.bmc(args[0])
+			if err != nil {
+				return err
+			}
+			if lanChannel < 0 || lanChannel > 15 {
+				return usageError{fmt.Errorf("channel %d: want 0 to 15", lanChannel)}
+			}
+			l, err := ipmi.New(b, a.runner()).LAN(cmd.Context(), lanChannel)
+			if err != nil {
+				return err
+			}
+			return a.print(l, func(w io.Writer) {
+				vlan := "disabled"
+				if l.VLAN != 0 {
+					vlan = fmt.Sprintf("%d (priority %d)", l.VLAN, l.VLANPriority)
+				}
+				fmt.Fprintf(w, "channel       %d\nip source     %s\nip            %s\nnetmask       %s\nmac           %s\ngateway       %s (%s)\nvlan          %s\ncipher suites %s\nauth types    %s\n",
+					l.Channel, l.IPSource, l.IP, l.Netmask, l.MAC, l.Gateway, l.GatewayMAC, vlan, strings.Trim(fmt.Sprint(l.CipherSuites), "[]"), strings.Join(l.AuthTypes, " "))
+			})
+		},
+	}
+	lanShow.Flags().IntVar(&lanChannel, "channel", 1, "LAN channel number")
+	lanCmd := &cobra.Command{Use: "lan", Short: "BMC LAN settings", Example: "  bofh ipmi lan show node07 -o json"}
+	lanCmd.AddCommand(lanShow)
+	userList := &cobra.Command{
+		Use: "list NODE", Short: "users of a channel (user list); unnamed unused slots are left out", Args: exactArgs(1),
+		Example: "  bofh ipmi user list node07\n  bofh ipmi user list node07 --channel 8 -o json",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			b, err := a.bmc(args[0])
+			if err != nil {
+				return err
+			}
+			if userChannel < 0 || userChannel > 15 {
+				return usageError{fmt.Errorf("channel %d: want 0 to 15", userChannel)}
+			}
+			us, err := ipmi.New(b, a.runner()).Users(cmd.Context(), userChannel)
+			if err != nil {
+				return err
+			}
+			if us == nil {
+				us = []ipmi.User{} // -o json: [] rather than null
+			}
+			return a.print(us, func(w io.Writer) {
+				fmt.Fprintf(w, "%-3s %-16s %-6s %-9s %-8s %s\n", "ID", "NAME", "CALLIN", "LINK-AUTH", "IPMI-MSG", "PRIV")
+				for _, u := range us {
+					fmt.Fprintf(w, "%-3d %-16s %-6v %-9v %-8v %s\n", u.ID, u.Name, u.Callin, u.LinkAuth, u.IPMIMsg, u.PrivLimit)
+				}
+			})
+		},
+	}
+	userList.Flags().IntVar(&userChannel, "channel", 1, "LAN channel number")
+	userCmd := &cobra.Command{Use: "user", Short: "BMC users", Example: "  bofh ipmi user list node07 -o json"}
+	userCmd.AddCommand(userList)
+	cmd.AddCommand(power, bootdev, sensors, sel, info, list, lanCmd, userCmd)
 	return cmd
 }
