@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -295,18 +294,18 @@ func TestVMRecipeChild(t *testing.T) {
 }
 
 // TestVMRecipeFailures: loop → LUKS2 → open → ext4 → mount, with a failure
-// at every step (crashCases: an in-process error, and a SIGKILL of a child
+// at every step (vmtest.CrashCases: an in-process error, and a SIGKILL of a child
 // finished by rollback or resume from the journal). Rollback restores the
 // starting state (clean), resume reaches the end state (done).
 func TestVMRecipeFailures(t *testing.T) {
 	vmtest.Require(t)
 	ctx := context.Background()
 	const steps = 5
-	for _, c := range crashCases(t, steps) {
+	for _, c := range vmtest.CrashCases(t, steps) {
 		t.Run(c.String(), func(t *testing.T) {
 			l := newLab(t)
-			if c.how == "error" {
-				_, err := applyRecipe(l.recipe, atomic.WithStateDir(l.state), atomic.WithFailpoints(c.failpoint()))
+			if c.How == "error" {
+				_, err := applyRecipe(l.recipe, atomic.WithStateDir(l.state), atomic.WithFailpoints(c.Failpoint()))
 				if !errors.Is(err, atomic.ErrFailpoint) || atomic.ExitCode(err) != 1 {
 					t.Fatalf("want a rolled-back failpoint: %v", err)
 				}
@@ -316,13 +315,13 @@ func TestVMRecipeFailures(t *testing.T) {
 			id := atomic.NewID()
 			cmd := exec.Command(os.Args[0], "-test.run", "^TestVMRecipeChild$", "-test.count=1")
 			cmd.Env = append(os.Environ(), "BOFH_CRYPT_RECIPE="+l.recipe, "BOFH_CRYPT_STATE="+l.state,
-				"BOFH_CRYPT_TXID="+id, atomic.FailEnv+"="+c.failpoint())
+				"BOFH_CRYPT_TXID="+id, atomic.FailEnv+"="+c.Failpoint())
 			out, err := cmd.CombinedOutput()
 			var ee *exec.ExitError
 			if !errors.As(err, &ee) || ee.ExitCode() != -1 {
 				t.Fatalf("child was not killed: %v\n%s", err, out)
 			}
-			if c.then == "rollback" {
+			if c.Then == "rollback" {
 				if err := atomic.RollbackID(ctx, id, nil, atomic.WithStateDir(l.state)); err != nil {
 					t.Fatalf("rollback: %v", err)
 				}
@@ -335,60 +334,4 @@ func TestVMRecipeFailures(t *testing.T) {
 			l.done(t)
 		})
 	}
-}
-
-// crashCase is one failure injected into a recipe: at step (1-based),
-// before or after its effect, an in-process error or a SIGKILL of a child
-// process; a kill is finished from the journal by rollback or resume.
-type crashCase struct {
-	step  int
-	phase string // before, after
-	how   string // error, kill
-	then  string // kill only: rollback, resume
-}
-
-func (c crashCase) String() string {
-	if c.how == "kill" {
-		return fmt.Sprintf("%d-%s-kill-%s", c.step, c.phase, c.then)
-	}
-	return fmt.Sprintf("%d-%s-error", c.step, c.phase)
-}
-
-func (c crashCase) failpoint() string { return fmt.Sprintf("%d:%s:%s", c.step, c.phase, c.how) }
-
-// crashCases is the failure matrix of a recipe of n steps. Every step gets
-// an error AND a kill. By default (sized for the TCG budget) that is an
-// error after the effect and one kill, whose phase alternates with the step
-// (after, before, …) and whose finish alternates every two steps
-// (rollback, rollback, resume, resume, …), so the four (phase × finish)
-// kill combinations come round every four steps. BOFH_FULL_MATRIX=1 runs
-// the full cross product at every step: error before and after, kill
-// before and after × rollback and resume.
-func crashCases(t *testing.T, n int) []crashCase {
-	t.Helper()
-	full := os.Getenv("BOFH_FULL_MATRIX") != ""
-	var cs []crashCase
-	for i := 1; i <= n; i++ {
-		if full {
-			for _, phase := range []string{"before", "after"} {
-				cs = append(cs, crashCase{i, phase, "error", ""})
-				for _, then := range []string{"rollback", "resume"} {
-					cs = append(cs, crashCase{i, phase, "kill", then})
-				}
-			}
-			continue
-		}
-		cs = append(cs, crashCase{i, "after", "error", ""},
-			crashCase{i, []string{"after", "before"}[(i-1)%2], "kill", []string{"rollback", "resume"}[(i-1)/2%2]})
-	}
-	names := make([]string, len(cs))
-	for i, c := range cs {
-		names[i] = c.String()
-	}
-	mode := "default matrix (BOFH_FULL_MATRIX=1 for the full cross product)"
-	if full {
-		mode = "full matrix (BOFH_FULL_MATRIX=1)"
-	}
-	t.Logf("%s, %d steps, %d cases: %s", mode, n, len(cs), strings.Join(names, " "))
-	return cs
 }

@@ -358,7 +358,7 @@ func endState(t *testing.T) error {
 }
 
 // TestVMRecipeCrashMatrix: VG → LV → thin pool → thin LV → resize → rename,
-// with a failure at every step (crashCases: an in-process error, and a
+// with a failure at every step (vmtest.CrashCases: an in-process error, and a
 // SIGKILL of a child finished from the journal). An error, or a kill then
 // 'tx rollback', leaves nothing (no LV, no VG, no PV label); a kill then
 // 'tx resume' reaches the end state.
@@ -395,7 +395,7 @@ func TestVMRecipeCrashMatrix(t *testing.T) {
 			t.Fatalf("child with %s: %v (want killed): %s", fail, err, out.String())
 		}
 	}
-	for _, c := range crashCases(t, recipeSteps) {
+	for _, c := range vmtest.CrashCases(t, recipeSteps) {
 		t.Run(c.String(), func(t *testing.T) {
 			start := time.Now()
 			// a failed case must not leave its state to the next one
@@ -405,92 +405,36 @@ func TestVMRecipeCrashMatrix(t *testing.T) {
 				}
 			})
 			switch {
-			case c.how == "error":
+			case c.How == "error":
 				_, err := atomic.Apply(context.Background(), r, atomic.WithStateDir(dir), atomic.WithLogger(quiet),
-					atomic.WithFailpoints(c.failpoint()))
+					atomic.WithFailpoints(c.Failpoint()))
 				if !errors.Is(err, atomic.ErrFailpoint) || atomic.ExitCode(err) != atomic.ExitRolledBack {
-					t.Fatalf("error at %s: %v", c.failpoint(), err)
+					t.Fatalf("error at %s: %v", c.Failpoint(), err)
 				}
 				if got := shape(t, devs); got != empty {
-					t.Fatalf("after rollback of an error at %s:\n%s", c.failpoint(), got)
+					t.Fatalf("after rollback of an error at %s:\n%s", c.Failpoint(), got)
 				}
-			case c.then == "rollback":
+			case c.Then == "rollback":
 				id := "kill-" + c.String()
-				child(t, id, c.failpoint())
+				child(t, id, c.Failpoint())
 				if err := atomic.RollbackID(context.Background(), id, nil, atomic.WithStateDir(dir), atomic.WithLogger(quiet)); err != nil {
-					t.Fatalf("rollback after a kill at %s: %v", c.failpoint(), err)
+					t.Fatalf("rollback after a kill at %s: %v", c.Failpoint(), err)
 				}
 				if got := shape(t, devs); got != empty {
-					t.Fatalf("after rollback of a kill at %s:\n%s", c.failpoint(), got)
+					t.Fatalf("after rollback of a kill at %s:\n%s", c.Failpoint(), got)
 				}
 			default:
 				id := "kill-" + c.String()
-				child(t, id, c.failpoint())
+				child(t, id, c.Failpoint())
 				if err := atomic.ResumeID(context.Background(), id, atomic.WithStateDir(dir), atomic.WithLogger(quiet)); err != nil {
-					t.Fatalf("resume after a kill at %s: %v", c.failpoint(), err)
+					t.Fatalf("resume after a kill at %s: %v", c.Failpoint(), err)
 				}
 				if err := endState(t); err != nil {
-					t.Fatalf("after resume from a kill at %s: %v", c.failpoint(), err)
+					t.Fatalf("after resume from a kill at %s: %v", c.Failpoint(), err)
 				}
 				wipeAll(t, devs)
 			}
 			t.Logf("%s: %.1fs", c, time.Since(start).Seconds())
 		})
 	}
-}
-
-// crashCase is one failure injected into a recipe: at step (1-based),
-// before or after its effect, an in-process error or a SIGKILL of a child
-// process; a kill is finished from the journal by rollback or resume.
-type crashCase struct {
-	step  int
-	phase string // before, after
-	how   string // error, kill
-	then  string // kill only: rollback, resume
-}
-
-func (c crashCase) String() string {
-	if c.how == "kill" {
-		return fmt.Sprintf("%d-%s-kill-%s", c.step, c.phase, c.then)
-	}
-	return fmt.Sprintf("%d-%s-error", c.step, c.phase)
-}
-
-func (c crashCase) failpoint() string { return fmt.Sprintf("%d:%s:%s", c.step, c.phase, c.how) }
-
-// crashCases is the failure matrix of a recipe of n steps. Every step gets
-// an error AND a kill. By default (sized for the TCG budget) that is an
-// error after the effect and one kill, whose phase alternates with the step
-// (after, before, …) and whose finish alternates every two steps
-// (rollback, rollback, resume, resume, …), so the four (phase × finish)
-// kill combinations come round every four steps. BOFH_FULL_MATRIX=1 runs
-// the full cross product at every step: error before and after, kill
-// before and after × rollback and resume.
-func crashCases(t *testing.T, n int) []crashCase {
-	t.Helper()
-	full := os.Getenv("BOFH_FULL_MATRIX") != ""
-	var cs []crashCase
-	for i := 1; i <= n; i++ {
-		if full {
-			for _, phase := range []string{"before", "after"} {
-				cs = append(cs, crashCase{i, phase, "error", ""})
-				for _, then := range []string{"rollback", "resume"} {
-					cs = append(cs, crashCase{i, phase, "kill", then})
-				}
-			}
-			continue
-		}
-		cs = append(cs, crashCase{i, "after", "error", ""},
-			crashCase{i, []string{"after", "before"}[(i-1)%2], "kill", []string{"rollback", "resume"}[(i-1)/2%2]})
-	}
-	names := make([]string, len(cs))
-	for i, c := range cs {
-		names[i] = c.String()
-	}
-	mode := "default matrix (BOFH_FULL_MATRIX=1 for the full cross product)"
-	if full {
-		mode = "full matrix (BOFH_FULL_MATRIX=1)"
-	}
-	t.Logf("%s, %d steps, %d cases: %s", mode, n, len(cs), strings.Join(names, " "))
-	return cs
 }

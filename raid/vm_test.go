@@ -276,7 +276,7 @@ func observe(t *testing.T, files []string, mnt string) observed {
 }
 
 // TestVMStackedRecipeCrash: a failure at every step of the stacked recipe
-// (crashCases: an error in-process and a SIGKILL of a child, at every
+// (vmtest.CrashCases: an error in-process and a SIGKILL of a child, at every
 // step) rolls back to no array, no superblock, no loop device, no mount; a
 // killed run resumes to the end.
 func TestVMStackedRecipeCrash(t *testing.T) {
@@ -320,14 +320,14 @@ func TestVMStackedRecipeCrash(t *testing.T) {
 		assertClean(t, "teardown")
 	}
 	assertClean(t, "start")
-	for _, c := range crashCases(t, recipeSteps) {
+	for _, c := range vmtest.CrashCases(t, recipeSteps) {
 		t.Run(c.String(), func(t *testing.T) {
-			if c.how == "error" {
+			if c.How == "error" {
 				r, err := atomic.ParseRecipe([]byte(text))
 				if err != nil {
 					t.Fatal(err)
 				}
-				_, err = atomic.Apply(ctx, r, atomic.WithStateDir(t.TempDir()), atomic.WithFailpoints(c.failpoint()))
+				_, err = atomic.Apply(ctx, r, atomic.WithStateDir(t.TempDir()), atomic.WithFailpoints(c.Failpoint()))
 				if !errors.Is(err, atomic.ErrFailpoint) || atomic.ExitCode(err) != 1 {
 					t.Fatalf("want a rolled-back failpoint, got %v", err)
 				}
@@ -337,7 +337,7 @@ func TestVMStackedRecipeCrash(t *testing.T) {
 			state := t.TempDir()
 			cmd := exec.Command(os.Args[0], "-test.run=^$")
 			cmd.Env = append(os.Environ(), helperEnv+"=apply", "BOFH_HELPER_RECIPE="+text, "BOFH_HELPER_STATE="+state,
-				atomic.FailEnv+"="+c.failpoint())
+				atomic.FailEnv+"="+c.Failpoint())
 			out, err := cmd.CombinedOutput()
 			var ee *exec.ExitError
 			if !errors.As(err, &ee) || ee.ExitCode() != -1 {
@@ -348,7 +348,7 @@ func TestVMStackedRecipeCrash(t *testing.T) {
 				t.Fatalf("journals: %v %v", list, err)
 			}
 			id := list[0].ID
-			if c.then == "rollback" {
+			if c.Then == "rollback" {
 				if err := atomic.RollbackID(ctx, id, nil, atomic.WithStateDir(state), atomic.WithFailpoints("")); err != nil {
 					t.Fatalf("rollback: %v", err)
 				}
@@ -362,60 +362,4 @@ func TestVMStackedRecipeCrash(t *testing.T) {
 			teardown(t)
 		})
 	}
-}
-
-// crashCase is one failure injected into a recipe: at step (1-based),
-// before or after its effect, an in-process error or a SIGKILL of a child
-// process; a kill is finished from the journal by rollback or resume.
-type crashCase struct {
-	step  int
-	phase string // before, after
-	how   string // error, kill
-	then  string // kill only: rollback, resume
-}
-
-func (c crashCase) String() string {
-	if c.how == "kill" {
-		return fmt.Sprintf("%d-%s-kill-%s", c.step, c.phase, c.then)
-	}
-	return fmt.Sprintf("%d-%s-error", c.step, c.phase)
-}
-
-func (c crashCase) failpoint() string { return fmt.Sprintf("%d:%s:%s", c.step, c.phase, c.how) }
-
-// crashCases is the failure matrix of a recipe of n steps. Every step gets
-// an error AND a kill. By default (sized for the TCG budget) that is an
-// error after the effect and one kill, whose phase alternates with the step
-// (after, before, …) and whose finish alternates every two steps
-// (rollback, rollback, resume, resume, …), so the four (phase × finish)
-// kill combinations come round every four steps. BOFH_FULL_MATRIX=1 runs
-// the full cross product at every step: error before and after, kill
-// before and after × rollback and resume.
-func crashCases(t *testing.T, n int) []crashCase {
-	t.Helper()
-	full := os.Getenv("BOFH_FULL_MATRIX") != ""
-	var cs []crashCase
-	for i := 1; i <= n; i++ {
-		if full {
-			for _, phase := range []string{"before", "after"} {
-				cs = append(cs, crashCase{i, phase, "error", ""})
-				for _, then := range []string{"rollback", "resume"} {
-					cs = append(cs, crashCase{i, phase, "kill", then})
-				}
-			}
-			continue
-		}
-		cs = append(cs, crashCase{i, "after", "error", ""},
-			crashCase{i, []string{"after", "before"}[(i-1)%2], "kill", []string{"rollback", "resume"}[(i-1)/2%2]})
-	}
-	names := make([]string, len(cs))
-	for i, c := range cs {
-		names[i] = c.String()
-	}
-	mode := "default matrix (BOFH_FULL_MATRIX=1 for the full cross product)"
-	if full {
-		mode = "full matrix (BOFH_FULL_MATRIX=1)"
-	}
-	t.Logf("%s, %d steps, %d cases: %s", mode, n, len(cs), strings.Join(names, " "))
-	return cs
 }
