@@ -33,7 +33,9 @@ type Rules []Rule
 // String returns the rule as written in a file.
 func (r Rule) String() string {
 	s := r.Pattern
-	if r.Anchored && !strings.Contains(s, "/") {
+	// an anchored pattern is written with its leading slash when it has no
+	// other one, and when it starts with '#', which would read as a comment
+	if r.Anchored && (!strings.Contains(s, "/") || strings.HasPrefix(s, "#")) {
 		s = "/" + s
 	}
 	if r.DirOnly {
