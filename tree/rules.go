@@ -51,6 +51,11 @@ func ParseRule(line string) (Rule, error) {
 	if strings.ContainsRune(s, 0) {
 		return r, fmt.Errorf("%w: rule %q contains NUL", atomic.ErrInvalid, line)
 	}
+	if strings.ContainsRune(s, '\r') {
+		// a rule file is read line by line, CRLF tolerated: a rule cannot
+		// carry a carriage return and be written back
+		return r, fmt.Errorf("%w: rule %q contains a carriage return", atomic.ErrInvalid, line)
+	}
 	if strings.HasPrefix(s, "/") {
 		r.Anchored = true
 		s = strings.TrimLeft(s, "/")
