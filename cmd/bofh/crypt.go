@@ -239,24 +239,27 @@ func newCryptKeyCmd(a *app, keys func(*cobra.Command) *cryptKeys, cfg func() (cr
 		c, err := cfg()
 		return crypt.KDFFromConfig(c), err
 	}
+	// devKeys reads what key add and key change both take: the device,
+	// its current key, the new key and the KDF cost.
+	devKeys := func(cmd *cobra.Command, args []string) (dev string, old, nk crypt.Key, cost crypt.KDFCost, err error) {
+		if dev, err = absDev(args[0]); err != nil {
+			return
+		}
+		ks := keys(cmd)
+		if old, err = ks.key("key-file", kOld, true); err != nil {
+			return
+		}
+		if nk, err = ks.key("new-key-file", kNew, true); err != nil {
+			return
+		}
+		cost, err = kdf()
+		return
+	}
 	add := &cobra.Command{
 		Use: "add DEVICE", Short: "add a key slot (undo: kill it)", Args: exactArgs(1),
 		Example: "  bofh crypt key add /dev/sdb1 --key-file /root/a.key --new-key-file -",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			dev, err := absDev(args[0])
-			if err != nil {
-				return err
-			}
-			ks := keys(cmd)
-			old, err := ks.key("key-file", kOld, true)
-			if err != nil {
-				return err
-			}
-			nk, err := ks.key("new-key-file", kNew, true)
-			if err != nil {
-				return err
-			}
-			cost, err := kdf()
+			dev, old, nk, cost, err := devKeys(cmd, args)
 			if err != nil {
 				return err
 			}
@@ -271,20 +274,7 @@ func newCryptKeyCmd(a *app, keys func(*cobra.Command) *cryptKeys, cfg func() (cr
 		Use: "change DEVICE", Short: "change a key (undo: restore the header)", Args: exactArgs(1),
 		Example: "  bofh crypt key change /dev/sdb1 --key-file /root/old.key --new-key-file /root/new.key",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			dev, err := absDev(args[0])
-			if err != nil {
-				return err
-			}
-			ks := keys(cmd)
-			old, err := ks.key("key-file", kOld, true)
-			if err != nil {
-				return err
-			}
-			nk, err := ks.key("new-key-file", kNew, true)
-			if err != nil {
-				return err
-			}
-			cost, err := kdf()
+			dev, old, nk, cost, err := devKeys(cmd, args)
 			if err != nil {
 				return err
 			}
