@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/bofhkit/bofh/atomic"
+	"github.com/bofhkit/bofh/internal/hosttest"
 )
 
 // helperEnv selects the child-process mode of the test binary: it applies
@@ -18,19 +19,7 @@ import (
 const helperEnv = "BOFH_BLOCKDEV_HELPER"
 
 func TestMain(m *testing.M) {
-	if os.Getenv(helperEnv) == "apply" {
-		r, err := atomic.ParseRecipe([]byte(os.Getenv("BOFH_HELPER_RECIPE")))
-		if err == nil {
-			var id string
-			id, err = atomic.Apply(context.Background(), r, atomic.WithStateDir(os.Getenv("BOFH_HELPER_STATE")))
-			fmt.Println(id)
-		}
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(atomic.ExitCode(err))
-		}
-		os.Exit(0)
-	}
+	hosttest.ApplyChild(helperEnv)
 	os.Exit(m.Run())
 }
 
