@@ -282,6 +282,9 @@ func TestHostUpgrade(t *testing.T) {
 			os.Remove(filepath.Join(l.target, "usr/share/doc/new.txt"))
 			write(t, filepath.Join(l.target, "usr/bin/intruder"), "x", 0o755)
 			unix.Lsetxattr(filepath.Join(l.target, "etc/motd"), "user.bofh", []byte("tampered"), 0)
+			// a hard-link group split into two copies alike in all else
+			sh(t, "cp", "-a", filepath.Join(l.target, "usr/bin/a"), filepath.Join(l.target, "usr/bin/a.split"))
+			os.Rename(filepath.Join(l.target, "usr/bin/a.split"), filepath.Join(l.target, "usr/bin/b"))
 			r, err := Verify(l.store, l.target)
 			if err != nil {
 				t.Fatal(err)
@@ -293,6 +296,7 @@ func TestHostUpgrade(t *testing.T) {
 			wantDrift := map[string]string{
 				"etc/app.conf": "changed:content", "usr/bin/tool": "changed:mode", "name with space": "changed:owner",
 				"link": "changed:symlink", "usr/share/doc/new.txt": "removed:", "usr/bin/intruder": "added:", "etc/motd": "changed:xattrs",
+				"usr/bin/a": "changed:hardlink", "usr/bin/b": "changed:hardlink",
 			}
 			for k, v := range wantDrift {
 				if got[k] != v {

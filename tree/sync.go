@@ -87,6 +87,17 @@ func diff(want, have *Tree, mode cmpMode) ([]Change, error) {
 			out = append(out, Change{Path: h.Rel, Kind: "added"})
 		}
 	}
+	if mode == cmpContent {
+		// verify and diff compare the hard-link structure; a sync
+		// works its hard links out itself (planSync)
+		var links []linkPair
+		for _, w := range want.Entries {
+			if h := have.Get(w.Rel); h != nil && w.Type == TypeFile && h.Type == TypeFile && (w.Nlink > 1 || h.Nlink > 1) {
+				links = append(links, linkPair{rel: w.Rel, want: [2]uint64{w.Dev, w.Ino}, have: [2]uint64{h.Dev, h.Ino}})
+			}
+		}
+		out = mergeChanges(out, linkChanges(links))
+	}
 	if len(pairs) > 0 {
 		workers := 2 * runtime.NumCPU()
 		if workers > len(pairs) {

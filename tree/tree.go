@@ -235,7 +235,8 @@ type Report struct {
 // Verify compares a target with the tree of its recorded version, content
 // byte for byte, honouring the exclude and add_only rules of every
 // upgrade leading to that version (data, generated files and add_only
-// configuration are not drift). Hard-link structure is not compared.
+// configuration are not drift), and the hard-link structure of the
+// files present in both.
 func Verify(store, target string) (*Report, error) {
 	if err := CheckRoot("target", target); err != nil {
 		return nil, err

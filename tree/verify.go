@@ -25,6 +25,43 @@ type diffWorker struct {
 	entsH      []dirent
 	bufA, bufB []byte
 	out        []Change
+	links      []linkPair
+}
+
+// linkPair is a regular file present in both trees with more than one
+// link on either side: its inode in each, for the hard-link check.
+type linkPair struct {
+	rel        string
+	want, have [2]uint64
+}
+
+// linkChanges compares the hard-link structure of the files present in
+// both trees: a path whose group (the other paths of the tree sharing
+// its inode) differs between want and have is "changed" with detail
+// "hardlink". Links to paths outside the trees do not count.
+func linkChanges(ps []linkPair) []Change {
+	if len(ps) == 0 {
+		return nil
+	}
+	sort.Slice(ps, func(i, j int) bool { return ps[i].rel < ps[j].rel })
+	want := map[[2]uint64][]string{}
+	have := map[[2]uint64][]string{}
+	for _, p := range ps {
+		want[p.want] = append(want[p.want], p.rel)
+		have[p.have] = append(have[p.have], p.rel)
+	}
+	var out []Change
+	for _, p := range ps {
+		a, b := want[p.want], have[p.have]
+		same := len(a) == len(b)
+		for i := 0; same && i < len(a); i++ {
+			same = a[i] == b[i]
+		}
+		if !same {
+			out = append(out, Change{Path: p.rel, Kind: "changed", Details: []string{"hardlink"}})
+		}
+	}
+	return out
 }
 
 // diffContent returns what Diff(Scan(want), Scan(have), true) returns
@@ -68,11 +105,39 @@ func diffContent(wantRoot, haveRoot string, skip func(rel string, isDir bool) bo
 	if err != nil {
 		return nil, err
 	}
+	var links []linkPair
 	for _, w := range ws {
 		out = append(out, w.out...)
+		links = append(links, w.links...)
 	}
+	out = mergeChanges(out, linkChanges(links))
 	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
 	return out, nil
+}
+
+// mergeChanges adds extra to out: the details of a path already
+// "changed" in out are extended, other paths appended.
+func mergeChanges(out, extra []Change) []Change {
+	if len(extra) == 0 {
+		return out
+	}
+	at := make(map[string]int, len(extra))
+	for _, c := range extra {
+		at[c.Path] = -1
+	}
+	for i, c := range out {
+		if _, ok := at[c.Path]; ok && c.Kind == "changed" {
+			at[c.Path] = i
+		}
+	}
+	for _, c := range extra {
+		if i := at[c.Path]; i >= 0 {
+			out[i].Details = append(out[i].Details, c.Details...)
+			continue
+		}
+		out = append(out, c)
+	}
+	return out
 }
 
 func childRel(rel, name string) string {
@@ -239,6 +304,9 @@ func (w *diffWorker) both(wantRoot, haveRoot, rel string, skip func(string, bool
 			subs = append(subs, diffJob{crel, sideWant})
 		case he.Type == TypeDir:
 			subs = append(subs, diffJob{crel, sideHave})
+		}
+		if we.Type == TypeFile && he.Type == TypeFile && (we.Nlink > 1 || he.Nlink > 1) {
+			w.links = append(w.links, linkPair{rel: crel, want: [2]uint64{we.Dev, we.Ino}, have: [2]uint64{he.Dev, he.Ino}})
 		}
 		if len(d) > 0 {
 			w.out = append(w.out, Change{Path: crel, Kind: "changed", Details: d})

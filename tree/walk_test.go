@@ -56,6 +56,11 @@ func TestHostFastPathsMatch(t *testing.T) {
 	write(t, filepath.Join(b, "new/dir/file"), "added", 0o644)
 	os.Remove(filepath.Join(b, "m/d03/f020"))
 	os.Chown(filepath.Join(b, "m/d04/f021"), 7, 7)
+	// hard-link drift: a group split (same content and metadata), two
+	// files joined
+	sh(t, "cp", "-a", filepath.Join(b, "usr/bin/a"), filepath.Join(b, "usr/bin/a.tmp"))
+	os.Rename(filepath.Join(b, "usr/bin/a.tmp"), filepath.Join(b, "usr/bin/b"))
+	sh(t, "ln", "-f", filepath.Join(b, "m/d05/f022"), filepath.Join(b, "m/d05/f039"))
 
 	skip := skipper(Rules{{Pattern: "*.log"}})
 	for _, root := range []string{a, b} {
@@ -94,6 +99,15 @@ func TestHostFastPathsMatch(t *testing.T) {
 	}
 	if len(want) < 10 {
 		t.Fatalf("too few changes: %q", want)
+	}
+	for _, p := range []string{"usr/bin/a", "usr/bin/b", "m/d05/f022", "m/d05/f039"} {
+		found := false
+		for _, c := range got {
+			found = found || (c.Path == p && has(c.Details, "hardlink"))
+		}
+		if !found {
+			t.Errorf("%s: no hardlink change in %q", p, got)
+		}
 	}
 	// and no change between a tree and itself
 	if got, err := diffContent(a, a, skip); err != nil || len(got) != 0 {
