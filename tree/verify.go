@@ -88,6 +88,16 @@ func diffContent(wantRoot, haveRoot string, skip func(rel string, isDir bool) bo
 	if d, _ := compare(wr, hr, cmpContent); len(d) > 0 {
 		out = append(out, Change{Path: "", Kind: "changed", Details: d})
 	}
+	wfd, err := openDir(wantRoot)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(wfd)
+	hfd, err := openDir(haveRoot)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(hfd)
 	nw := scanWorkers()
 	ws := make([]*diffWorker, nw)
 	for i := range ws {
@@ -96,11 +106,11 @@ func diffContent(wantRoot, haveRoot string, skip func(rel string, isDir bool) bo
 	err = walkDirs(nw, []diffJob{{"", sideBoth}}, func(w int, j diffJob) ([]diffJob, error) {
 		switch j.side {
 		case sideWant:
-			return ws[w].one(wantRoot, j, "removed", skip)
+			return ws[w].one(wfd, wantRoot, j, "removed", skip)
 		case sideHave:
-			return ws[w].one(haveRoot, j, "added", skip)
+			return ws[w].one(hfd, haveRoot, j, "added", skip)
 		}
-		return ws[w].both(wantRoot, haveRoot, j.rel, skip)
+		return ws[w].both(wfd, hfd, wantRoot, haveRoot, j.rel, skip)
 	})
 	if err != nil {
 		return nil, err
@@ -162,9 +172,9 @@ func isDirAt(dirfd int, de dirent, root, rel string) (bool, error) {
 
 // one lists a directory found in one tree only: every entry below it is
 // a change of the given kind.
-func (w *diffWorker) one(root string, j diffJob, kind string, skip func(string, bool) bool) ([]diffJob, error) {
+func (w *diffWorker) one(rootfd int, root string, j diffJob, kind string, skip func(string, bool) bool) ([]diffJob, error) {
 	dir := join(root, j.rel)
-	fd, err := openDir(dir)
+	fd, err := openSub(rootfd, root, j.rel)
 	if err != nil {
 		return nil, err
 	}
@@ -192,14 +202,14 @@ func (w *diffWorker) one(root string, j diffJob, kind string, skip func(string, 
 }
 
 // both compares a directory present in both trees.
-func (w *diffWorker) both(wantRoot, haveRoot, rel string, skip func(string, bool) bool) ([]diffJob, error) {
+func (w *diffWorker) both(wfd, hfd int, wantRoot, haveRoot, rel string, skip func(string, bool) bool) ([]diffJob, error) {
 	dw, dh := join(wantRoot, rel), join(haveRoot, rel)
-	fw, err := openDir(dw)
+	fw, err := openSub(wfd, wantRoot, rel)
 	if err != nil {
 		return nil, err
 	}
 	defer unix.Close(fw)
-	fh, err := openDir(dh)
+	fh, err := openSub(hfd, haveRoot, rel)
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -130,6 +131,59 @@ func openDir(p string) (int, error) {
 	}
 }
 
+// noOpenat2 is set once the kernel said it has no openat2(2) (before
+// Linux 5.6).
+var noOpenat2 atomic.Bool
+
+// openSub opens the directory rel below the directory open at rootfd
+// (root is its path, for errors) without following a symlink anywhere
+// on the way: openat2 with RESOLVE_NO_SYMLINKS|RESOLVE_BENEATH, or one
+// O_NOFOLLOW openat per component where the kernel lacks openat2. A
+// directory swapped for a symlink during a walk is an error (ELOOP or
+// ENOTDIR), never a way out of the tree.
+func openSub(rootfd int, root, rel string) (int, error) {
+	if rel == "" {
+		rel = "."
+	}
+	flags := uint64(unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC)
+	if !noOpenat2.Load() {
+		how := unix.OpenHow{Flags: flags, Resolve: unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_BENEATH}
+		for {
+			fd, err := unix.Openat2(rootfd, rel, &how)
+			switch err {
+			case nil:
+				return fd, nil
+			case unix.EINTR, unix.EAGAIN:
+				continue
+			case unix.ENOSYS:
+				noOpenat2.Store(true)
+			default:
+				return -1, &os.PathError{Op: "open", Path: join(root, rel), Err: err}
+			}
+			break
+		}
+	}
+	fd, err := unix.Dup(rootfd)
+	if err != nil {
+		return -1, err
+	}
+	for _, name := range strings.Split(rel, "/") {
+		if name == "." {
+			continue
+		}
+		nfd, err := unix.Openat(fd, name, int(flags), 0)
+		for err == unix.EINTR {
+			nfd, err = unix.Openat(fd, name, int(flags), 0)
+		}
+		unix.Close(fd)
+		if err != nil {
+			return -1, &os.PathError{Op: "open", Path: join(root, rel), Err: err}
+		}
+		fd = nfd
+	}
+	return fd, nil
+}
+
 // scanBufs are one worker's reusable buffers.
 type scanBufs struct {
 	dirent []byte
@@ -158,6 +212,11 @@ func scanFast(root string, skip func(rel string, isDir bool) bool) (*Tree, error
 	if re.Type != TypeDir {
 		return nil, fmt.Errorf("%s is not a directory", root)
 	}
+	rootfd, err := openDir(root)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(rootfd)
 	nw := scanWorkers()
 	bufs := make([]*scanBufs, nw)
 	for i := range bufs {
@@ -166,7 +225,7 @@ func scanFast(root string, skip func(rel string, isDir bool) bool) (*Tree, error
 	err = walkDirs(nw, []string{""}, func(w int, rel string) ([]string, error) {
 		b := bufs[w]
 		dir := join(root, rel)
-		fd, err := openDir(dir)
+		fd, err := openSub(rootfd, root, rel)
 		if err != nil {
 			return nil, err
 		}

@@ -144,3 +144,88 @@ func TestSameContent(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenSubNoSymlinks: a symlink anywhere on the way to a directory
+// is refused, with openat2 and with the per-component fallback.
+func TestOpenSubNoSymlinks(t *testing.T) {
+	root, out := t.TempDir(), t.TempDir()
+	for _, d := range []string{"a/b/c", "real"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.MkdirAll(filepath.Join(out, "x"), 0o755)
+	os.Symlink(out, filepath.Join(root, "esc"))
+	os.Symlink("real", filepath.Join(root, "a/b/in"))
+	rootfd, err := openDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(rootfd)
+	defer noOpenat2.Store(false)
+	for _, fallback := range []bool{false, true} {
+		noOpenat2.Store(fallback)
+		for _, c := range []struct {
+			rel string
+			ok  bool
+		}{
+			{"", true}, {"a", true}, {"a/b/c", true}, {"real", true},
+			{"esc", false}, {"esc/x", false}, {"a/b/in", false}, {"a/missing", false},
+		} {
+			fd, err := openSub(rootfd, root, c.rel)
+			if err == nil {
+				unix.Close(fd)
+			}
+			if (err == nil) != c.ok {
+				t.Errorf("fallback=%v %q: err %v, want ok=%v", fallback, c.rel, err, c.ok)
+			}
+		}
+	}
+}
+
+// TestScanDirSwappedForSymlink swaps a directory of a tree with a
+// symlink to a directory outside while scans and diffs run: no walk may
+// ever list what is outside.
+func TestScanDirSwappedForSymlink(t *testing.T) {
+	root, out := t.TempDir(), t.TempDir()
+	write(t, filepath.Join(out, "sub/OUTSIDE"), "secret", 0o600)
+	for i := range 50 {
+		write(t, filepath.Join(root, fmt.Sprintf("d/sub/f%02d", i)), "x", 0o644)
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		d, moved, link := filepath.Join(root, "d"), filepath.Join(root, "d.moved"), filepath.Join(root, "d.link")
+		os.Symlink(out, link)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			// d becomes a symlink to out, then the directory again
+			unix.Renameat2(unix.AT_FDCWD, d, unix.AT_FDCWD, moved, 0)
+			unix.Renameat2(unix.AT_FDCWD, link, unix.AT_FDCWD, d, 0)
+			unix.Renameat2(unix.AT_FDCWD, d, unix.AT_FDCWD, link, 0)
+			unix.Renameat2(unix.AT_FDCWD, moved, unix.AT_FDCWD, d, 0)
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	for range 300 {
+		if tr, err := scanFast(root, nil); err == nil {
+			for _, e := range tr.Entries {
+				if strings.HasSuffix(e.Rel, "OUTSIDE") {
+					t.Fatalf("scan followed a symlink out of the tree: %s", e.Rel)
+				}
+			}
+		}
+		if ch, err := diffContent(root, root, nil); err == nil {
+			for _, c := range ch {
+				if strings.HasSuffix(c.Path, "OUTSIDE") {
+					t.Fatalf("diff followed a symlink out of the tree: %s", c.Path)
+				}
+			}
+		}
+	}
+}
