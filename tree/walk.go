@@ -288,11 +288,17 @@ func scanFast(root string, skip func(rel string, isDir bool) bool) (*Tree, error
 	return t, nil
 }
 
+// statEntry is the entry a stat describes (no symlink target, no xattrs).
+func statEntry(rel string, st *unix.Stat_t) Entry {
+	return Entry{Rel: rel, Type: typeOf(st.Mode), Mode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid,
+		Size: st.Size, Mtime: st.Mtim.Nano(), Atime: st.Atim.Nano(), Rdev: st.Rdev, Dev: st.Dev, Ino: st.Ino, Nlink: st.Nlink}
+}
+
 // entryAt makes the entry of name in the directory open at dirfd from
 // its stat, reading the symlink target and xattrs.
 func entryAt(dirfd int, root, rel, name string, st *unix.Stat_t, b *scanBufs) (*Entry, error) {
-	e := &Entry{Rel: rel, Type: typeOf(st.Mode), Mode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid,
-		Size: st.Size, Mtime: st.Mtim.Nano(), Atime: st.Atim.Nano(), Rdev: st.Rdev, Dev: st.Dev, Ino: st.Ino, Nlink: st.Nlink}
+	se := statEntry(rel, st)
+	e := &se
 	if e.Type == TypeSymlink {
 		for {
 			n, err := unix.Readlinkat(dirfd, name, b.link)
@@ -436,6 +442,14 @@ func sameContentAt(dfa int, na, rootA, relA string, dfb int, nb, rootB, relB str
 		return false, errB("open", err)
 	}
 	defer unix.Close(fb)
+	return sameContentFD(fa, fb, join(rootA, relA), join(rootB, relB), size, bufA, bufB)
+}
+
+// sameContentFD is sameContent of two files open at fa and fb (named pa
+// and pb in errors), read from their current offsets.
+func sameContentFD(fa, fb int, pa, pb string, size int64, bufA, bufB []byte) (bool, error) {
+	errA := func(op string, err error) error { return &os.PathError{Op: op, Path: pa, Err: err} }
+	errB := func(op string, err error) error { return &os.PathError{Op: op, Path: pb, Err: err} }
 	if size >= 0 && size < int64(len(bufA)) && size < int64(len(bufB)) {
 		ra, err := readOnce(fa, bufA[:size+1])
 		if err != nil {
