@@ -11,6 +11,16 @@
 // needed"). A target is a root directory; its role and version live in
 // <target>/etc/bofh-tree.json, written last, as the single commit point.
 //
+// A store is a local directory or a remote one reached over rsync
+// (rsync://host[:port]/module[/path], host::module[/path], or
+// [user@]host:/path over ssh; see IsRemote). A remote store is used
+// through a local mirror, <state-dir>/tree-stores/<first 16 hex digits of
+// sha256(url)>/store (the directory above holds a "url" file and the lock
+// file): LocalStore refreshes metadata/ and the install/ skeleton, fetches
+// the trees a command needs with everything preserved, and the steps then
+// read the mirror like any local store. A daemon password comes only from
+// RSYNC_PASSWORD in the environment, never from the URL.
+//
 // Step kinds registered:
 //   - tree.snapshot: take a restore point of a target before an upgrade:
 //     a btrfs snapshot beside it when it is a subvolume (undo: swap the

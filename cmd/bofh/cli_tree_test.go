@@ -1,9 +1,13 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/bofhkit/bofh/internal/hosttest"
 )
 
 // treeStore makes a store with role web in versions 1.0 and 1.1 and the
@@ -112,4 +116,66 @@ func TestCLITreeDryRunAndJSON(t *testing.T) {
 		t.Fatal("upgrade dry run changed the target")
 	}
 	helpExample(t, []string{"tree"}, []string{"tree", "deploy"}, []string{"tree", "list"})
+}
+
+// TestCLITreeRemoteStore deploys from a store served by a real rsync
+// daemon on loopback, verifies and lists through it; a missing version
+// and seed on a remote store exit 2 and change nothing.
+func TestCLITreeRemoteStore(t *testing.T) {
+	t.Parallel()
+	hosttest.RequireRoot(t)
+	store, target := treeStore(t)
+	url, stop := hosttest.RsyncDaemon(t, store)
+	state := t.TempDir()
+	t.Run("bad input", func(t *testing.T) { // before the daemon stops
+		badInput(t, nil, []cliCase{
+			bad("missing remote version", "version not in the tree store: 9.9/web at "+url, "tree", "--store", url, "deploy", "web", "9.9", target),
+			bad("seed on a remote store", "seed writes metadata: needs a local store", "tree", "--store", url, "seed", "web", "1.0", "1.1"),
+			bad("password in the URL", "a password in the URL is refused", "tree", "--store", strings.Replace(url, "rsync://", "rsync://u:pw@", 1), "list", "web"),
+			bad("option as a store", "may not start with '-'", "tree", "--store=-e:/x", "list", "web"),
+		})
+	})
+	if ents, _ := os.ReadDir(target); len(ents) != 0 {
+		t.Fatalf("bad input wrote into the target: %v", ents)
+	}
+	if _, errs, _ := bofh(t, nil, "tree", "--store", strings.Replace(url, "rsync://", "rsync://u:pw@", 1), "list", "web"); strings.Contains(errs, "pw@") {
+		t.Fatalf("the error shows the password: %s", errs)
+	}
+	if _, errs, code := bofh(t, nil, "--state-dir", state, "tree", "--store", url, "deploy", "web", "1.0", target); code != 0 {
+		t.Fatalf("deploy: %d %s", code, errs)
+	}
+	if b, err := os.ReadFile(filepath.Join(target, "etc/motd")); err != nil || string(b) != "one\n" {
+		t.Fatalf("deployed motd %q %v", b, err)
+	}
+	out, errs, code := bofh(t, nil, "--state-dir", state, "tree", "--store", url, "verify", target, "-o", "json")
+	var v struct {
+		Version string
+		Changes []any
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &v) != nil || v.Version != "1.0" || len(v.Changes) != 0 {
+		t.Fatalf("verify: exit %d\n%s%s", code, out, errs)
+	}
+	var l struct {
+		Current  string
+		Versions []string
+	}
+	jsonOut(t, nil, &l, "tree", "--store", url, "list", target)
+	if l.Current != "1.0" || len(l.Versions) != 2 {
+		t.Fatalf("list: %+v", l)
+	}
+	// an upgrade in a dry run fetches 1.1 into the mirror, changes nothing
+	before := snapshot(t, target, true)
+	dryRun(t, nil, "", []string{"tree", "--store", url, "upgrade", "1.1", target}, "would sync "+target+" with 1.1/web")
+	if snapshot(t, target, true) != before {
+		t.Fatal("upgrade dry run changed the target")
+	}
+	os.WriteFile(filepath.Join(target, "etc/motd"), []byte("drift\n"), 0o644)
+	if out, _, code := bofh(t, nil, "--state-dir", state, "tree", "--store", url, "verify", target); code == 0 || !strings.Contains(out, "etc/motd") {
+		t.Fatalf("verify after drift: exit %d\n%s", code, out)
+	}
+	stop()
+	_, errs, code = bofh(t, nil, "--state-dir", state, "tree", "--store", url, "verify", target)
+	if code != 1 || !strings.Contains(errs, "tree store unreachable: "+url) {
+		t.Fatalf("daemon down: exit %d, %s", code, errs)
+	}
 }

@@ -26,15 +26,48 @@ metadata/<from>/<role>/<to>/{exclude,add_only,pre,post}) into a target root,
 upgrades them with a restore point (btrfs snapshot when the target is a
 subvolume, otherwise a hard-link backup of what changes), and verifies drift.
 The target's role and version live in <target>/etc/bofh-tree.json, written
-last. A post hook exiting 100 reports reboot_needed.`,
+last. A post hook exiting 100 reports reboot_needed.
+
+--store is a local directory or a remote store reached over rsync:
+rsync://host[:port]/module[/path] or host::module[/path] (an rsync daemon;
+a password only from RSYNC_PASSWORD in the environment, never in the URL),
+or [user@]host:/path (rsync over ssh). A remote store is mirrored under
+<state-dir>/tree-stores/<hash>/: before each command bofh refreshes the
+mirror's metadata/ and list of versions and fetches exactly the trees the
+command needs (owners, modes, ACLs, xattrs and hard links preserved), then
+works from the mirror. --dry-run refreshes the mirror too: it is bofh's
+cache, not the operator's data. seed needs a local store; gc no store.`,
 		Example: `  bofh tree --store /srv/trees deploy web 1.0 /mnt/root
+  bofh tree --store rsync://trees.example.org/trees deploy web 1.0 /mnt/root
   bofh tree --store /srv/trees test-upgrade 1.1 /mnt/root
   bofh tree --store /srv/trees upgrade 1.1 /mnt/root -o json
   bofh tree --store /srv/trees verify /mnt/root`,
 	}
-	root.PersistentFlags().StringVar(&store, "store", envOr("BOFH_TREE_STORE", "/var/lib/bofh/trees"), "tree store directory (env BOFH_TREE_STORE)")
+	root.PersistentFlags().StringVar(&store, "store", envOr("BOFH_TREE_STORE", "/var/lib/bofh/trees"), "tree store: a directory, rsync://host[:port]/module[/path], host::module[/path] or [user@]host:/path (env BOFH_TREE_STORE)")
 	root.PersistentFlags().DurationVar(&hookTimeout, "hook-timeout", 10*time.Minute, "time limit of each pre/post hook")
-	req := func(role, version, target string) tree.Request {
+	// local resolves --store before a command: a local directory as it
+	// is; a remote store's mirror, refreshed, with the trees named
+	// (version, role) fetched.
+	local := func(cmd *cobra.Command, trees ...[2]string) (string, error) {
+		return tree.LocalStore(cmd.Context(), a.runner(), store, a.stateDir, trees...)
+	}
+	// targetTree is what a target records (version, role), for the
+	// commands that fetch its trees; none when it records nothing or
+	// cannot be read: the command itself then says why.
+	targetTree := func(target, version string) [][2]string {
+		if tree.CheckRoot("target", target) != nil {
+			return nil
+		}
+		st, err := tree.ReadState(target)
+		if err != nil || st == nil {
+			return nil
+		}
+		if version == "" {
+			version = st.Version
+		}
+		return [][2]string{{version, st.Role}}
+	}
+	req := func(store, role, version, target string) tree.Request {
 		return tree.Request{Store: store, Role: role, Version: version, Target: target, StateDir: a.stateDir, HookTimeout: hookTimeout}
 	}
 	printOutcome := func(o *tree.Outcome, err error) error {
@@ -76,23 +109,38 @@ last. A post hook exiting 100 reports reboot_needed.`,
 	}
 	root.AddCommand(&cobra.Command{
 		Use: "deploy ROLE VERSION TARGET", Short: "first install of a tree into an empty target", Args: exactArgs(3),
-		Example: "  bofh tree --store /srv/trees deploy web 1.0 /mnt/root",
+		Example: "  bofh tree --store /srv/trees deploy web 1.0 /mnt/root\n  bofh tree --store rsync://trees.example.org/trees deploy web 1.0 /mnt/root",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o, err := tree.Deploy(cmd.Context(), req(args[0], args[1], args[2]), a.txOptions()...)
+			if err := tree.CheckRoot("target", args[2]); err != nil {
+				return err
+			}
+			dir, err := local(cmd, [2]string{args[1], args[0]})
+			if err != nil {
+				return err
+			}
+			o, err := tree.Deploy(cmd.Context(), req(dir, args[0], args[1], args[2]), a.txOptions()...)
 			return printOutcome(o, err)
 		},
 	}, &cobra.Command{
 		Use: "upgrade VERSION TARGET", Short: "upgrade a target (snapshot, pre, sync, add_only, post, version)", Args: exactArgs(2),
 		Example: "  bofh tree --store /srv/trees upgrade 1.1 /mnt/root\n  BOFH_FAIL=3:after:error bofh tree upgrade 1.1 /mnt/root   # watch it roll back",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o, err := tree.Upgrade(cmd.Context(), req("", args[0], args[1]), a.txOptions()...)
+			dir, err := local(cmd, targetTree(args[1], args[0])...)
+			if err != nil {
+				return err
+			}
+			o, err := tree.Upgrade(cmd.Context(), req(dir, "", args[0], args[1]), a.txOptions()...)
 			return printOutcome(o, err)
 		},
 	}, &cobra.Command{
 		Use: "test-upgrade VERSION TARGET", Short: "show what an upgrade would change, changing nothing", Args: exactArgs(2),
 		Example: "  bofh tree --store /srv/trees test-upgrade 1.1 /mnt/root",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := tree.TestUpgrade(store, args[0], args[1])
+			dir, err := local(cmd, targetTree(args[1], args[0])...)
+			if err != nil {
+				return err
+			}
+			r, err := tree.TestUpgrade(dir, args[0], args[1])
 			if err != nil {
 				return err
 			}
@@ -102,7 +150,11 @@ last. A post hook exiting 100 reports reboot_needed.`,
 		Use: "verify TARGET", Short: "drift between a target and the tree of its recorded version", Args: exactArgs(1),
 		Example: "  bofh tree --store /srv/trees verify /mnt/root -o json",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := tree.Verify(store, args[0])
+			dir, err := local(cmd, targetTree(args[0], "")...)
+			if err != nil {
+				return err
+			}
+			r, err := tree.Verify(dir, args[0])
 			if err != nil {
 				return err
 			}
@@ -122,7 +174,11 @@ last. A post hook exiting 100 reports reboot_needed.`,
 			if fi, err := os.Lstat(args[0]); err == nil && fi.IsDir() && args[0][0] == '/' {
 				role, target = "", args[0]
 			}
-			l, err := tree.List(store, role, target)
+			dir, err := local(cmd)
+			if err != nil {
+				return err
+			}
+			l, err := tree.List(dir, role, target)
 			if err != nil {
 				return err
 			}
@@ -140,7 +196,11 @@ last. A post hook exiting 100 reports reboot_needed.`,
 		Use: "diff ROLE A B", Short: "differences between two versions of a role", Args: exactArgs(3),
 		Example: "  bofh tree --store /srv/trees diff web 1.0 1.1",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := tree.DiffVersions(store, args[0], args[1], args[2])
+			dir, err := local(cmd, [2]string{args[1], args[0]}, [2]string{args[2], args[0]})
+			if err != nil {
+				return err
+			}
+			r, err := tree.DiffVersions(dir, args[0], args[1], args[2])
 			if err != nil {
 				return err
 			}
@@ -183,6 +243,9 @@ not journaled; --dry-run lists what would be deleted.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if a.dryRun {
 				return usageError{fmt.Errorf("--dry-run: seed only writes metadata files; use diff")}
+			}
+			if tree.IsRemote(store) {
+				return usageError{fmt.Errorf("seed writes metadata: needs a local store, not %s", store)}
 			}
 			d, err := tree.Seed(store, args[0], args[1], args[2])
 			if err != nil {

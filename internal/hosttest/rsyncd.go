@@ -1,0 +1,94 @@
+package hosttest
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// RsyncDaemon starts a real rsync daemon on 127.0.0.1 (a free port)
+// serving dir as the read-only module "store" (use chroot = no, uid and
+// gid root, numeric ids), waits until its port accepts connections, and
+// returns the module's URL (rsync://127.0.0.1:PORT/store) and a stop
+// function. The daemon is stopped at cleanup too; stop may be called
+// any number of times. It fails the test unless root (BOFH_SKIP_ROOT=1
+// skips) or when the daemon does not start.
+func RsyncDaemon(t testing.TB, dir string) (url string, stop func()) {
+	t.Helper()
+	RequireRoot(t)
+	tmp := t.TempDir()
+	conf := filepath.Join(tmp, "rsyncd.conf")
+	logFile := filepath.Join(tmp, "rsyncd.log")
+	body := fmt.Sprintf("log file = %s\nuse chroot = no\nuid = root\ngid = root\nnumeric ids = yes\n\n[store]\npath = %s\nread only = yes\n", logFile, dir)
+	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var lastErr error
+	for attempt := 0; attempt < 3; attempt++ { // the free port may be taken in between
+		port, err := freePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("rsync", "--daemon", "--no-detach", "--address=127.0.0.1",
+			"--port="+strconv.Itoa(port), "--config="+conf)
+		out, _ := os.Create(filepath.Join(tmp, "rsyncd.out"))
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			out.Close()
+			t.Fatalf("start rsync daemon: %v", err)
+		}
+		exited := make(chan struct{})
+		go func() { cmd.Wait(); out.Close(); close(exited) }()
+		var once sync.Once
+		stop = func() {
+			once.Do(func() {
+				cmd.Process.Kill()
+				<-exited
+			})
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		if lastErr = waitListen(addr, exited); lastErr == nil {
+			t.Cleanup(stop)
+			return fmt.Sprintf("rsync://%s/store", addr), stop
+		}
+		stop()
+	}
+	b, _ := os.ReadFile(filepath.Join(tmp, "rsyncd.out"))
+	l, _ := os.ReadFile(logFile)
+	t.Fatalf("rsync daemon did not start: %v\n%s%s", lastErr, b, l)
+	return "", nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// waitListen waits up to 10 s until addr accepts a connection, or the
+// process behind it exits.
+func waitListen(addr string, exited <-chan struct{}) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			return fmt.Errorf("daemon exited")
+		default:
+		}
+		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+			c.Close()
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("%s: not listening after 10s", addr)
+}
