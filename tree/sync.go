@@ -210,28 +210,14 @@ type syncPlan struct {
 }
 
 func planSync(srcRoot, dstRoot string, skip func(string, bool) bool) (*syncPlan, error) {
-	var src, dst *Tree
-	var errS, errD error
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		src, errS = scanFast(srcRoot, skip)
-	}()
-	dst, errD = scanFast(dstRoot, skip)
-	wg.Wait()
-	if errS != nil {
-		return nil, fmt.Errorf("scan tree: %w", errS)
-	}
-	if errD != nil {
-		return nil, fmt.Errorf("scan target: %w", errD)
-	}
-	// content, not the quick check: a file rebuilt with the same size and
-	// mtime (SOURCE_DATE_EPOCH) must not be skipped
-	ch, err := diff(src, dst, cmpSync)
+	// one walk of both trees: content, not the quick check (a file
+	// rebuilt with the same size and mtime, SOURCE_DATE_EPOCH, must not
+	// be skipped), compared on open descriptors as the walk goes
+	r, err := walkDiff(srcRoot, dstRoot, skip, cmpSync, true)
 	if err != nil {
 		return nil, err
 	}
+	src, dst, ch := r.want, r.have, r.changes
 	p := &syncPlan{src: src, dst: dst}
 	// hard links: a member of a group not linked to its leader in the
 	// target must be relinked

@@ -28,6 +28,19 @@ type diffWorker struct {
 	bufA, bufB []byte
 	out        []Change
 	links      []linkPair
+	mode       cmpMode
+	// collect: keep every entry met, for the trees a sync plan needs
+	collect            bool
+	wantEnts, haveEnts []*Entry
+}
+
+// keepEntry records an entry of one side when collecting.
+func (w *diffWorker) keepEntry(side int, e *Entry) {
+	if side == sideWant {
+		w.wantEnts = append(w.wantEnts, e)
+	} else {
+		w.haveEnts = append(w.haveEnts, e)
+	}
 }
 
 // linkPair is a regular file present in both trees with more than one
@@ -73,6 +86,25 @@ func linkChanges(ps []linkPair) []Change {
 // size on both sides is compared byte for byte right away, both read to
 // their end.
 func diffContent(wantRoot, haveRoot string, skip func(rel string, isDir bool) bool) ([]Change, error) {
+	r, err := walkDiff(wantRoot, haveRoot, skip, cmpContent, false)
+	if err != nil {
+		return nil, err
+	}
+	return r.changes, nil
+}
+
+// walkResult is what walkDiff found.
+type walkResult struct {
+	changes []Change
+	// want and have are the two trees, with collect only
+	want, have *Tree
+}
+
+// walkDiff is the walk behind diffContent, comparing regular files as
+// mode says (cmpContent: verify and diff, with the hard-link structure;
+// cmpSync: what a sync copies), and with collect set also returning both
+// trees as Scan would (for a sync plan), from the same single walk.
+func walkDiff(wantRoot, haveRoot string, skip func(rel string, isDir bool) bool, mode cmpMode, collect bool) (*walkResult, error) {
 	for _, r := range []string{wantRoot, haveRoot} {
 		if err := realDir(r); err != nil {
 			return nil, err
@@ -87,7 +119,7 @@ func diffContent(wantRoot, haveRoot string, skip func(rel string, isDir bool) bo
 		return nil, err
 	}
 	var out []Change
-	if d, _ := compare(wr, hr, cmpContent); len(d) > 0 {
+	if d, _ := compare(wr, hr, mode); len(d) > 0 {
 		out = append(out, Change{Path: "", Kind: "changed", Details: d})
 	}
 	wfd, err := openDir(wantRoot)
@@ -103,7 +135,7 @@ func diffContent(wantRoot, haveRoot string, skip func(rel string, isDir bool) bo
 	nw := scanWorkers()
 	ws := make([]*diffWorker, nw)
 	for i := range ws {
-		ws[i] = &diffWorker{sb: newScanBufs(), bufA: make([]byte, 128<<10), bufB: make([]byte, 128<<10)}
+		ws[i] = &diffWorker{sb: newScanBufs(), bufA: make([]byte, 128<<10), bufB: make([]byte, 128<<10), mode: mode, collect: collect}
 	}
 	err = walkDirs(nw, []diffJob{{"", sideBoth}}, func(w int, j diffJob) ([]diffJob, error) {
 		switch j.side {
@@ -122,9 +154,34 @@ func diffContent(wantRoot, haveRoot string, skip func(rel string, isDir bool) bo
 		out = append(out, w.out...)
 		links = append(links, w.links...)
 	}
-	out = mergeChanges(out, linkChanges(links))
+	if mode == cmpContent {
+		out = mergeChanges(out, linkChanges(links))
+	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
-	return out, nil
+	res := &walkResult{changes: out}
+	if collect {
+		res.want = collected(wantRoot, wr, ws, func(w *diffWorker) []*Entry { return w.wantEnts })
+		res.have = collected(haveRoot, hr, ws, func(w *diffWorker) []*Entry { return w.haveEnts })
+	}
+	return res, nil
+}
+
+// collected is the tree of one side's entries gathered by the workers.
+func collected(root string, re *Entry, ws []*diffWorker, side func(*diffWorker) []*Entry) *Tree {
+	n := 1
+	for _, w := range ws {
+		n += len(side(w))
+	}
+	t := &Tree{Root: root, Entries: make([]*Entry, 0, n), byRel: make(map[string]*Entry, n)}
+	t.Entries = append(t.Entries, re)
+	for _, w := range ws {
+		t.Entries = append(t.Entries, side(w)...)
+	}
+	sort.Slice(t.Entries, func(i, j int) bool { return t.Entries[i].Rel < t.Entries[j].Rel })
+	for _, e := range t.Entries {
+		t.byRel[e.Rel] = e
+	}
+	return t
 }
 
 // mergeChanges adds extra to out: the details of a path already
@@ -194,6 +251,14 @@ func (w *diffWorker) one(rootfd int, root string, j diffJob, kind string, skip f
 		}
 		if skip != nil && skip(crel, isDir) {
 			continue
+		}
+		if w.collect {
+			e, err := w.entry(fd, root, crel, de.name)
+			if err != nil {
+				return nil, err
+			}
+			w.keepEntry(j.side, e)
+			isDir = e.Type == TypeDir
 		}
 		w.out = append(w.out, Change{Path: crel, Kind: kind})
 		if isDir {
@@ -277,6 +342,14 @@ func (w *diffWorker) both(wfd, hfd int, wantRoot, haveRoot, rel string, skip fun
 			continue
 		case b == nil:
 			crel := childRel(rel, a.name)
+			if w.collect {
+				e, err := w.entry(fw, wantRoot, crel, a.name)
+				if err != nil {
+					return nil, err
+				}
+				w.keepEntry(sideWant, e)
+				aDir = e.Type == TypeDir
+			}
 			w.out = append(w.out, Change{Path: crel, Kind: "removed"})
 			if aDir {
 				subs = append(subs, diffJob{crel, sideWant})
@@ -284,6 +357,14 @@ func (w *diffWorker) both(wfd, hfd int, wantRoot, haveRoot, rel string, skip fun
 			continue
 		case a == nil:
 			crel := childRel(rel, b.name)
+			if w.collect {
+				e, err := w.entry(fh, haveRoot, crel, b.name)
+				if err != nil {
+					return nil, err
+				}
+				w.keepEntry(sideHave, e)
+				bDir = e.Type == TypeDir
+			}
 			w.out = append(w.out, Change{Path: crel, Kind: "added"})
 			if bDir {
 				subs = append(subs, diffJob{crel, sideHave})
@@ -308,7 +389,11 @@ func (w *diffWorker) both(wfd, hfd int, wantRoot, haveRoot, rel string, skip fun
 		if err != nil {
 			return nil, err
 		}
-		d, maybe := compare(we, he, cmpContent)
+		if w.collect {
+			w.keepEntry(sideWant, we)
+			w.keepEntry(sideHave, he)
+		}
+		d, maybe := compare(we, he, w.mode)
 		if maybe {
 			same, err := sameContentAt(fw, a.name, wantRoot, crel, fh, b.name, haveRoot, crel, we.Size, w.bufA, w.bufB)
 			if err != nil {
@@ -379,7 +464,11 @@ func (w *diffWorker) regPair(fw, fh int, wantRoot, haveRoot, rel, name string) (
 	if he.Xattrs, err = w.fdXattrs(fb, haveRoot, rel); err != nil {
 		return false, err
 	}
-	d, maybe := compare(&we, &he, cmpContent)
+	if w.collect {
+		w.keepEntry(sideWant, &we)
+		w.keepEntry(sideHave, &he)
+	}
+	d, maybe := compare(&we, &he, w.mode)
 	if maybe {
 		same, err := sameContentFD(fa, fb, join(wantRoot, rel), join(haveRoot, rel), we.Size, w.bufA, w.bufB)
 		if err != nil {

@@ -113,6 +113,35 @@ func TestHostFastPathsMatch(t *testing.T) {
 	if got, err := diffContent(a, a, skip); err != nil || len(got) != 0 {
 		t.Fatalf("self: %q %v", got, err)
 	}
+	// a sync plan's single walk finds the trees of two scans and the
+	// changes of diff in sync mode
+	r, err := walkDiff(a, b, skip, cmpSync, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa, _ := scanFast(a, skip)
+	sb, _ := scanFast(b, skip)
+	wantSync, err := diff(sa, sb, cmpSync)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(wantSync, r.changes) {
+		t.Fatalf("sync diff:\n diff     %q\n walkDiff %q", wantSync, r.changes)
+	}
+	for _, c := range []struct{ scan, walk *Tree }{{sa, r.want}, {sb, r.have}} {
+		if len(c.scan.Entries) != len(c.walk.Entries) || c.scan.Root != c.walk.Root {
+			t.Fatalf("%s: %d entries, walkDiff %d", c.scan.Root, len(c.scan.Entries), len(c.walk.Entries))
+		}
+		for i, e := range c.scan.Entries {
+			g := *c.walk.Entries[i]
+			if e.Type == TypeDir || e.Type == TypeSymlink {
+				g.Atime = e.Atime
+			}
+			if !reflect.DeepEqual(*e, g) || c.walk.Get(e.Rel) != c.walk.Entries[i] {
+				t.Fatalf("%s: entry %d:\n scan     %+v\n walkDiff %+v", c.scan.Root, i, *e, g)
+			}
+		}
+	}
 }
 
 // TestSameContent: every path through sameContent, including a size that
