@@ -263,7 +263,7 @@ func Verify(store, target string) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := ch[:0]
+	out := make([]Change, 0, len(ch)) // [] in JSON, never null
 	for _, c := range ch {
 		if c.Kind == "added" && c.Path == parentRel(StateFile) {
 			continue
@@ -356,6 +356,9 @@ func DiffVersions(store, role, a, b string) (*Report, error) {
 	ch, err := diffContent(da, db, skipper())
 	if err != nil {
 		return nil, err
+	}
+	if ch == nil {
+		ch = []Change{} // [] in JSON, never null
 	}
 	return &Report{Role: role, Version: a, To: b, Changes: ch}, nil
 }

@@ -97,6 +97,10 @@ func TestCLITreeDryRunAndJSON(t *testing.T) {
 	if v.Version != "1.0" || len(v.Changes) != 0 {
 		t.Fatalf("verify: %+v", v)
 	}
+	// no drift is an empty list in JSON, not null
+	if out, _, code := bofh(t, nil, "tree", "--store", store, "verify", target, "-o", "json"); code != 0 || !strings.Contains(out, `"changes": []`) {
+		t.Fatalf("verify -o json: exit %d\n%s", code, out)
+	}
 	var u report
 	jsonOut(t, nil, &u, "tree", "--store", store, "test-upgrade", "1.1", target)
 	if len(u.Changes) != 2 {
