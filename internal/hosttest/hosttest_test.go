@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -138,3 +139,32 @@ type fakeT struct {
 func (f *fakeT) Helper()               {}
 func (f *fakeT) Fatalf(string, ...any) { f.failed = true; panic("fatal") }
 func (f *fakeT) Fatal(...any)          { f.failed = true; panic("fatal") }
+
+// TestSshd logs in as root with the client command, copies a file with
+// rsync over RSYNC_RSH, and finds the port closed after Stop.
+func TestSshd(t *testing.T) {
+	s := Sshd(t)
+	id := Cmd(t, append(append([]string{}, s.SSH...), "root@127.0.0.1", "id", "-u")...)
+	if id != "0" {
+		t.Fatalf("id -u over ssh: %q", id)
+	}
+	src := filepath.Join(t.TempDir(), "a b")
+	if err := os.WriteFile(src, []byte("over ssh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(t.TempDir(), "copy")
+	cmd := exec.Command("rsync", "-s", "--", "root@127.0.0.1:"+src, dst)
+	cmd.Env = append(os.Environ(), s.Env()...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("rsync with %s: %v\n%s", s.Env(), err, out)
+	}
+	if b, err := os.ReadFile(dst); err != nil || string(b) != "over ssh\n" {
+		t.Fatalf("copied %q %v", b, err)
+	}
+	s.Stop()
+	s.Stop()
+	if c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port))); err == nil {
+		c.Close()
+		t.Fatalf("port %d still accepts after Stop", s.Port)
+	}
+}
