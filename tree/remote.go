@@ -323,7 +323,10 @@ func (m *Mirror) rsync(ctx context.Context, extra []string, src, dst string) err
 		// it changes only bofh's own cache, so a dry run refreshes it too
 		Kind: run.Query,
 		// the operator's RSYNC_OLD_ARGS must not undo the argument
-		// protection; a daemon password comes from RSYNC_PASSWORD as set
+		// protection; the rest of the environment is passed on (the
+		// runner appends Env to it): a daemon password comes from
+		// RSYNC_PASSWORD, the ssh command and its options (port, key,
+		// known_hosts) from RSYNC_RSH, as set
 		Env: []string{"RSYNC_OLD_ARGS=0"},
 	})
 	return err
@@ -422,8 +425,10 @@ func rsyncMessage(err error) string {
 		case strings.HasPrefix(l, "rsync error:"):
 			summary = append(summary, l)
 		case strings.Contains(l, "read error: Connection reset by peer"),
+			strings.Contains(l, "write error: Broken pipe"),
 			strings.Contains(l, "connection unexpectedly closed"):
-			// follows the real cause
+			// follows the real cause (over ssh, the receiver still
+			// writes after the sender has exited on its error)
 		default:
 			lines = append(lines, l)
 		}
@@ -438,8 +443,8 @@ func rsyncMessage(err error) string {
 }
 
 // classify turns a failed rsync run into an error naming the store (see
-// testdata/rsync/ for the messages, captured from rsync 3.5.0). version
-// and role are set for a Fetch.
+// testdata/rsync/ for the messages, captured from rsync 3.5.0 with a
+// daemon and over OpenSSH 9.2). version and role are set for a Fetch.
 func (m *Mirror) classify(err error, version, role string) error {
 	if err == nil {
 		return nil

@@ -264,33 +264,43 @@ func TestRemoteTranscript(t *testing.T) {
 		}
 		f.Done()
 	})
+	// ssh: the captures are of rsync over ssh (root@127.0.0.1:/path)
 	for _, c := range []struct {
 		file    string
+		ssh     bool
 		fetch   bool
 		is      []error
 		notIs   []error
 		message string
 	}{
-		{"missing-tree", true, []error{ErrNoVersion, atomic.ErrInvalid}, []error{ErrUnreachable}, "v9/web at "},
-		{"missing-path", false, []error{atomic.ErrInvalid}, []error{ErrNoVersion, ErrUnreachable}, `change_dir "nodir"`},
-		{"unknown-module", false, []error{atomic.ErrInvalid}, []error{ErrUnreachable}, "Unknown module 'nope'"},
-		{"connection-refused", false, []error{ErrUnreachable}, []error{atomic.ErrInvalid}, "Connection refused"},
-		{"unknown-host", false, []error{ErrUnreachable}, []error{atomic.ErrInvalid}, "nohost.invalid 873: Name or service not known"},
-		{"ssh-unknown-host", false, []error{ErrUnreachable}, []error{atomic.ErrInvalid}, "Could not resolve hostname"},
-		{"auth-failed", false, nil, []error{atomic.ErrInvalid, ErrUnreachable}, "authentication failed"},
+		{"missing-tree", false, true, []error{ErrNoVersion, atomic.ErrInvalid}, []error{ErrUnreachable}, "v9/web at "},
+		{"missing-path", false, false, []error{atomic.ErrInvalid}, []error{ErrNoVersion, ErrUnreachable}, `change_dir "nodir"`},
+		{"unknown-module", false, false, []error{atomic.ErrInvalid}, []error{ErrUnreachable}, "Unknown module 'nope'"},
+		{"connection-refused", false, false, []error{ErrUnreachable}, []error{atomic.ErrInvalid}, "Connection refused"},
+		{"unknown-host", false, false, []error{ErrUnreachable}, []error{atomic.ErrInvalid}, "nohost.invalid 873: Name or service not known"},
+		{"auth-failed", false, false, nil, []error{atomic.ErrInvalid, ErrUnreachable}, "authentication failed"},
+		{"ssh-unknown-host", true, false, []error{ErrUnreachable}, []error{atomic.ErrInvalid}, "Could not resolve hostname"},
+		{"ssh-missing-tree", true, true, []error{ErrNoVersion, atomic.ErrInvalid}, []error{ErrUnreachable}, "v9/web at "},
+		{"ssh-missing-path", true, false, []error{atomic.ErrInvalid}, []error{ErrNoVersion, ErrUnreachable}, `change_dir "/tmp/rx/nodir" failed: No such file or directory`},
+		{"ssh-connection-refused", true, false, []error{ErrUnreachable}, []error{atomic.ErrInvalid}, "ssh: connect to host 127.0.0.1 port 36245: Connection refused"},
+		{"ssh-permission-denied", true, false, []error{ErrUnreachable}, []error{atomic.ErrInvalid}, "root@127.0.0.1: Permission denied (publickey)"},
 	} {
 		t.Run(c.file, func(t *testing.T) {
 			code, stderr := captured(t, c.file)
 			f := run.NewFake(t)
-			m, err := OpenMirror("rsync://127.0.0.1:8730/store", t.TempDir(), f)
+			spec, opts := "rsync://127.0.0.1:8730/store", daemonOpts
+			if c.ssh {
+				spec, opts = "root@127.0.0.1:/tmp/rx/srv/trees", sshOpts
+			}
+			m, err := OpenMirror(spec, t.TempDir(), f)
 			if err != nil {
 				t.Fatal(err)
 			}
 			var argv []string
 			if c.fetch {
-				argv = cat(daemonOpts, []string{"--", "rsync://127.0.0.1:8730/store/install/v9/web/", m.Root() + "/install/v9/web/"})
+				argv = cat(opts, []string{"--", spec + "/install/v9/web/", m.Root() + "/install/v9/web/"})
 			} else {
-				argv = cat(daemonOpts, indexFilter, []string{"--", "rsync://127.0.0.1:8730/store/", m.Root() + "/"})
+				argv = cat(opts, indexFilter, []string{"--", spec + "/", m.Root() + "/"})
 			}
 			f.Expect(argv...).Fail(code, stderr)
 			if c.fetch {
@@ -316,8 +326,14 @@ func TestRemoteTranscript(t *testing.T) {
 			if !errors.As(err, &re) {
 				t.Errorf("%v: the *run.Error is not reachable", err)
 			}
-			if !strings.Contains(err.Error(), c.message) || !strings.Contains(err.Error(), "rsync://127.0.0.1:8730/store") {
+			if !strings.Contains(err.Error(), c.message) || !strings.Contains(err.Error(), spec) {
 				t.Errorf("message %q lacks %q or the URL", err, c.message)
+			}
+			// the follow-on messages of the other side's exit are dropped
+			for _, noise := range []string{"Broken pipe", "connection unexpectedly closed"} {
+				if strings.Contains(err.Error(), noise) {
+					t.Errorf("message %q shows %q", err, noise)
+				}
 			}
 			if c.fetch {
 				if _, err := os.Lstat(filepath.Join(m.Root(), "install", "v9")); !errors.Is(err, os.ErrNotExist) {
@@ -328,13 +344,17 @@ func TestRemoteTranscript(t *testing.T) {
 	}
 }
 
-// remoteLab is a store served by a real rsync daemon on loopback.
+// remoteLab is a store served on loopback by a real rsync daemon
+// (newRemoteLab) or a real sshd (newSSHLab); url names it remotely and
+// stop stops the server.
 type remoteLab struct {
 	mnt, store, marker, url string
 	stop                    func()
 }
 
-func newRemoteLab(t *testing.T, fstype string) *remoteLab {
+// newStoreLab builds the store on a fresh filesystem of type fstype ("" for
+// a temporary directory); the caller serves it.
+func newStoreLab(t *testing.T, fstype string) *remoteLab {
 	t.Helper()
 	requireRoot(t)
 	var mnt string
@@ -345,7 +365,25 @@ func newRemoteLab(t *testing.T, fstype string) *remoteLab {
 	}
 	l := &remoteLab{mnt: mnt, marker: filepath.Join(t.TempDir(), "hooks")}
 	l.store = makeStore(t, mnt, l.marker)
+	return l
+}
+
+func newRemoteLab(t *testing.T, fstype string) *remoteLab {
+	t.Helper()
+	l := newStoreLab(t, fstype)
 	l.url, l.stop = hosttest.RsyncDaemon(t, l.store)
+	return l
+}
+
+// newSSHLab serves the store over ssh as root@127.0.0.1:<store>: a real
+// sshd on loopback, reached with the operator's way of passing ssh
+// options, RSYNC_RSH, set for the test (so the test may not be parallel).
+func newSSHLab(t *testing.T, fstype string) *remoteLab {
+	t.Helper()
+	l := newStoreLab(t, fstype)
+	s := hosttest.Sshd(t)
+	t.Setenv("RSYNC_RSH", s.RSH())
+	l.url, l.stop = "root@127.0.0.1:"+l.store, s.Stop
 	return l
 }
 
@@ -384,52 +422,115 @@ func withoutState(m map[string]string) map[string]string {
 func TestHostRemoteDeployUpgrade(t *testing.T) {
 	for _, fstype := range []string{"btrfs", "ext4"} {
 		t.Run(fstype, func(t *testing.T) {
-			l := newRemoteLab(t, fstype)
-			ctx := context.Background()
-			state := filepath.Join(l.mnt, "state")
-			local := namedTarget(t, l.mnt, fstype, "local")
-			remote := namedTarget(t, l.mnt, fstype, "remote")
-			r := &run.Local{}
-
-			dir, err := LocalStore(ctx, r, l.url, state, [2]string{"v1", "web"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !strings.HasPrefix(dir, filepath.Join(state, "tree-stores")+"/") {
-				t.Fatalf("mirror %s is not under the state dir", dir)
-			}
-			sameFingerprint(t, "mirrored v1", fingerprint(t, filepath.Join(l.store, "install/v1/web")), fingerprint(t, filepath.Join(dir, "install/v1/web")))
-			sameFingerprint(t, "mirrored metadata", fingerprint(t, filepath.Join(l.store, "metadata")), fingerprint(t, filepath.Join(dir, "metadata")))
-			if _, err := Deploy(ctx, Request{Store: dir, Role: "web", Version: "v1", Target: remote, StateDir: state}); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := Deploy(ctx, Request{Store: l.store, Role: "web", Version: "v1", Target: local, StateDir: state}); err != nil {
-				t.Fatal(err)
-			}
-			sameFingerprint(t, "deployed from the remote store", withoutState(fingerprint(t, local)), withoutState(fingerprint(t, remote)))
-			if rep, err := Verify(dir, remote); err != nil || len(rep.Changes) != 0 {
-				t.Fatalf("verify: %+v %v", rep, err)
-			}
-
-			st, _ := ReadState(remote)
-			dir2, err := LocalStore(ctx, r, l.url, state, [2]string{"v2", st.Role})
-			if err != nil || dir2 != dir {
-				t.Fatalf("second LocalStore: %s %v", dir2, err)
-			}
-			sameFingerprint(t, "mirrored v2", fingerprint(t, filepath.Join(l.store, "install/v2/web")), fingerprint(t, filepath.Join(dir, "install/v2/web")))
-			sameFingerprint(t, "v1 kept by the index refresh", fingerprint(t, filepath.Join(l.store, "install/v1/web")), fingerprint(t, filepath.Join(dir, "install/v1/web")))
-			for _, tgt := range []struct{ store, target string }{{dir, remote}, {l.store, local}} {
-				req := Request{Store: tgt.store, Version: "v2", Target: tgt.target, StateDir: state, HookTimeout: 20e9}
-				if out, err := Upgrade(ctx, req); err != nil || !out.RebootNeeded {
-					t.Fatalf("upgrade %s: %+v %v", tgt.target, out, err)
-				}
-			}
-			if b, _ := os.ReadFile(l.marker); string(b) != "pre v1 v2\npost\npre v1 v2\npost\n" {
-				t.Errorf("the mirrored hooks wrote %q", b)
-			}
-			sameFingerprint(t, "upgraded from the remote store", withoutState(fingerprint(t, local)), withoutState(fingerprint(t, remote)))
+			remoteDeployUpgrade(t, newRemoteLab(t, fstype), fstype)
 		})
 	}
+}
+
+// remoteDeployUpgrade deploys v1 and upgrades to v2 one target from the
+// lab's local store and one from l.url, and compares mirrors and targets.
+func remoteDeployUpgrade(t *testing.T, l *remoteLab, fstype string) {
+	t.Helper()
+	ctx := context.Background()
+	state := filepath.Join(l.mnt, "state")
+	local := namedTarget(t, l.mnt, fstype, "local")
+	remote := namedTarget(t, l.mnt, fstype, "remote")
+	r := &run.Local{}
+
+	dir, err := LocalStore(ctx, r, l.url, state, [2]string{"v1", "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(dir, filepath.Join(state, "tree-stores")+"/") {
+		t.Fatalf("mirror %s is not under the state dir", dir)
+	}
+	sameFingerprint(t, "mirrored v1", fingerprint(t, filepath.Join(l.store, "install/v1/web")), fingerprint(t, filepath.Join(dir, "install/v1/web")))
+	sameFingerprint(t, "mirrored metadata", fingerprint(t, filepath.Join(l.store, "metadata")), fingerprint(t, filepath.Join(dir, "metadata")))
+	if _, err := Deploy(ctx, Request{Store: dir, Role: "web", Version: "v1", Target: remote, StateDir: state}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Deploy(ctx, Request{Store: l.store, Role: "web", Version: "v1", Target: local, StateDir: state}); err != nil {
+		t.Fatal(err)
+	}
+	sameFingerprint(t, "deployed from the remote store", withoutState(fingerprint(t, local)), withoutState(fingerprint(t, remote)))
+	if rep, err := Verify(dir, remote); err != nil || len(rep.Changes) != 0 {
+		t.Fatalf("verify: %+v %v", rep, err)
+	}
+
+	st, _ := ReadState(remote)
+	dir2, err := LocalStore(ctx, r, l.url, state, [2]string{"v2", st.Role})
+	if err != nil || dir2 != dir {
+		t.Fatalf("second LocalStore: %s %v", dir2, err)
+	}
+	sameFingerprint(t, "mirrored v2", fingerprint(t, filepath.Join(l.store, "install/v2/web")), fingerprint(t, filepath.Join(dir, "install/v2/web")))
+	sameFingerprint(t, "v1 kept by the index refresh", fingerprint(t, filepath.Join(l.store, "install/v1/web")), fingerprint(t, filepath.Join(dir, "install/v1/web")))
+	for _, tgt := range []struct{ store, target string }{{dir, remote}, {l.store, local}} {
+		req := Request{Store: tgt.store, Version: "v2", Target: tgt.target, StateDir: state, HookTimeout: 20e9}
+		if out, err := Upgrade(ctx, req); err != nil || !out.RebootNeeded {
+			t.Fatalf("upgrade %s: %+v %v", tgt.target, out, err)
+		}
+	}
+	if b, _ := os.ReadFile(l.marker); string(b) != "pre v1 v2\npost\npre v1 v2\npost\n" {
+		t.Errorf("the mirrored hooks wrote %q", b)
+	}
+	sameFingerprint(t, "upgraded from the remote store", withoutState(fingerprint(t, local)), withoutState(fingerprint(t, remote)))
+	if rep, err := Verify(dir, remote); err != nil || len(rep.Changes) != 0 {
+		t.Fatalf("verify after the upgrade: %+v %v", rep, err)
+	}
+}
+
+// TestHostRemoteSSH: the same deploy and upgrade from a store reached
+// with rsync over ssh (root@127.0.0.1:/path, a real sshd on loopback, ssh
+// options from RSYNC_RSH), then a missing version and a stopped sshd are
+// clear errors that change neither the target nor the mirrored trees.
+func TestHostRemoteSSH(t *testing.T) {
+	l := newSSHLab(t, "ext4")
+	remoteDeployUpgrade(t, l, "ext4")
+
+	ctx := context.Background()
+	state := filepath.Join(l.mnt, "state")
+	target := filepath.Join(l.mnt, "remote")
+	r := &run.Local{}
+	dir, err := LocalStore(ctx, r, l.url, state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// the mirrored trees and metadata (the mtime of the mirror's install/
+	// changes when a failed fetch removes the install/v9 it created: the
+	// next index refresh restores it)
+	mirror := func() map[string]string {
+		m := map[string]string{}
+		for _, sub := range []string{"metadata", "install/v1", "install/v2"} {
+			for k, v := range fingerprint(t, filepath.Join(dir, sub)) {
+				m[sub+"/"+k] = v
+			}
+		}
+		return m
+	}
+	before, mirrored := fingerprint(t, target), mirror()
+
+	t.Run("missing version", func(t *testing.T) {
+		_, err := LocalStore(ctx, r, l.url, state, [2]string{"v9", "web"})
+		if !errors.Is(err, ErrNoVersion) || atomic.ExitCode(err) != atomic.ExitInvalid || errors.Is(err, ErrUnreachable) ||
+			!strings.Contains(err.Error(), l.url) {
+			t.Fatalf("err = %v", err)
+		}
+		sameFingerprint(t, "target after a missing version", before, fingerprint(t, target))
+		sameFingerprint(t, "mirror after a missing version", mirrored, mirror())
+		if _, err := os.Lstat(filepath.Join(dir, "install/v9")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("a failed fetch left install/v9 in the mirror: %v", err)
+		}
+	})
+	t.Run("sshd down", func(t *testing.T) {
+		l.stop()
+		_, err := LocalStore(ctx, r, l.url, state, [2]string{"v2", "web"})
+		if !errors.Is(err, ErrUnreachable) || errors.Is(err, atomic.ErrInvalid) || !strings.Contains(err.Error(), l.url) ||
+			!strings.Contains(err.Error(), "Connection refused") {
+			t.Fatalf("err = %v", err)
+		}
+		sameFingerprint(t, "target after sshd went down", before, fingerprint(t, target))
+		sameFingerprint(t, "mirror after sshd went down", mirrored, mirror())
+	})
 }
 
 // TestHostRemoteVerifyListErrors: verify against a remote store detects

@@ -31,7 +31,8 @@ last. A post hook exiting 100 reports reboot_needed.
 --store is a local directory or a remote store reached over rsync:
 rsync://host[:port]/module[/path] or host::module[/path] (an rsync daemon;
 a password only from RSYNC_PASSWORD in the environment, never in the URL),
-or [user@]host:/path (rsync over ssh). A remote store is mirrored under
+or [user@]host:/path (rsync over ssh; the ssh command and its options,
+such as port and key, from RSYNC_RSH). A remote store is mirrored under
 <state-dir>/tree-stores/<hash>/: before each command bofh refreshes the
 mirror's metadata/ and list of versions and fetches exactly the trees the
 command needs (owners, modes, ACLs, xattrs and hard links preserved), then
