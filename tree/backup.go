@@ -29,11 +29,26 @@ type bkEntry struct {
 
 const manifestName = "manifest.json"
 
+// notBelow says a path's parent is missing or not a directory (a
+// symlink, a file): nothing is at that path in the root's own namespace.
+func notBelow(err error) bool {
+	return errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR)
+}
+
 func takeBackup(root string, rels []string, dir string) error {
+	pin, err := newPinner(root)
+	if err != nil {
+		return err
+	}
+	defer pin.close()
 	var man []bkEntry
 	for i, rel := range rels {
-		e, err := lstatEntry(root, rel)
-		if errors.Is(err, os.ErrNotExist) {
+		full, err := pin.path(rel)
+		var e *Entry
+		if err == nil {
+			e, err = lstatPath(full, rel)
+		}
+		if notBelow(err) {
 			man = append(man, bkEntry{Rel: rel, Absent: true})
 			continue
 		}
@@ -45,10 +60,10 @@ func takeBackup(root string, rels []string, dir string) error {
 			b.Data = strconv.Itoa(i)
 			dst := filepath.Join(dir, b.Data)
 			_ = os.Remove(dst)
-			if err := unix.Link(join(root, rel), dst); errors.Is(err, unix.EXDEV) {
+			if err := unix.Link(full, dst); errors.Is(err, unix.EXDEV) {
 				c := *e
 				c.Rel = rel
-				if err := makeEntry(root, &c, dst); err != nil {
+				if err := makeEntry(pin, &c, dst); err != nil {
 					return fmt.Errorf("back up %s: %w", rel, err)
 				}
 			} else if err != nil {
@@ -107,9 +122,20 @@ func restoreBackup(root, dir string) error {
 	}
 	sort.Slice(man, func(i, j int) bool { return man[i].Rel < man[j].Rel })
 	// 1. deepest first: remove what did not exist, or has another type
+	rmPin, err := newPinner(root)
+	if err != nil {
+		return err
+	}
+	defer rmPin.close()
 	for i := len(man) - 1; i >= 0; i-- {
 		b := man[i]
-		full := join(root, b.Rel)
+		full, err := rmPin.path(b.Rel)
+		if notBelow(err) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("restore: %w", err)
+		}
 		var st unix.Stat_t
 		if err := unix.Lstat(full, &st); err != nil {
 			continue
@@ -127,20 +153,34 @@ func restoreBackup(root, dir string) error {
 			err = unix.Unlink(full)
 		}
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("restore: remove %s: %w", full, err)
+			return fmt.Errorf("restore: remove %s: %w", join(root, b.Rel), err)
 		}
 	}
+	rmPin.close()
 	// 2. parents first: put entries back
+	pin, err := newPinner(root)
+	if err != nil {
+		return err
+	}
+	defer pin.close()
+	bkPin, err := newPinner(dir)
+	if err != nil {
+		return err
+	}
+	defer bkPin.close()
 	for _, b := range man {
 		if b.Absent {
 			continue
 		}
-		full := join(root, b.Rel)
+		full, err := pin.path(b.Rel)
+		if err != nil {
+			return fmt.Errorf("restore: %w", err)
+		}
 		e := b.Entry
 		switch e.Type {
 		case TypeDir:
 			if err := unix.Mkdir(full, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
-				return fmt.Errorf("restore: mkdir %s: %w", full, err)
+				return fmt.Errorf("restore: mkdir %s: %w", join(root, b.Rel), err)
 			}
 			continue // metadata in pass 3
 		case TypeFile:
@@ -149,32 +189,37 @@ func restoreBackup(root, dir string) error {
 				if err := unix.Link(bk, tmp); errors.Is(err, unix.EXDEV) {
 					c := *e
 					c.Rel = b.Data
-					return makeEntry(dir, &c, tmp)
+					return makeEntry(bkPin, &c, tmp)
 				} else if err != nil {
 					return err
 				}
 				return nil
 			}); err != nil {
-				return fmt.Errorf("restore %s: %w", full, err)
+				return fmt.Errorf("restore %s: %w", join(root, b.Rel), err)
 			}
 		default:
-			if cur, err := lstatEntry(root, b.Rel); err == nil && cur.Type == e.Type && cur.Link == e.Link && cur.Rdev == e.Rdev {
+			if cur, err := lstatPath(full, b.Rel); err == nil && cur.Type == e.Type && cur.Link == e.Link && cur.Rdev == e.Rdev {
 				break
 			}
-			if err := replaceWith(full, func(tmp string) error { return makeEntry(root, e, tmp) }); err != nil {
-				return fmt.Errorf("restore %s: %w", full, err)
+			// not a regular file: made from the entry alone
+			if err := replaceWith(full, func(tmp string) error { return makeEntry(pin, e, tmp) }); err != nil {
+				return fmt.Errorf("restore %s: %w", join(root, b.Rel), err)
 			}
 		}
 		if err := applyMeta(full, e); err != nil {
-			return err
+			return fmt.Errorf("restore %s: %w", join(root, b.Rel), err)
 		}
 	}
 	// 3. deepest first: directory metadata and times
 	for i := len(man) - 1; i >= 0; i-- {
 		b := man[i]
 		if !b.Absent && b.Entry.Type == TypeDir {
-			if err := applyMeta(join(root, b.Rel), b.Entry); err != nil {
-				return err
+			full, err := pin.path(b.Rel)
+			if err != nil {
+				return fmt.Errorf("restore: %w", err)
+			}
+			if err := applyMeta(full, b.Entry); err != nil {
+				return fmt.Errorf("restore %s: %w", join(root, b.Rel), err)
 			}
 		}
 	}

@@ -118,7 +118,12 @@ func join(root, rel string) string {
 
 // lstatEntry reads one entry, with its xattrs.
 func lstatEntry(root, rel string) (*Entry, error) {
-	p := join(root, rel)
+	return lstatPath(join(root, rel), rel)
+}
+
+// lstatPath is lstatEntry of the entry at p (a pinned name, or a path
+// the caller trusts), recorded as rel.
+func lstatPath(p, rel string) (*Entry, error) {
 	var st unix.Stat_t
 	if err := unix.Lstat(p, &st); err != nil {
 		return nil, &os.PathError{Op: "lstat", Path: p, Err: err}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -625,43 +626,65 @@ func doAddOnly(_ context.Context, env *atomic.Env, a AddOnlyStep, _ struct{}) (S
 		return Stats{}, nil
 	}
 	var stats Stats
+	dst, err := newPinner(a.Target)
+	if err != nil {
+		return stats, err
+	}
+	defer dst.close()
+	srcPin, err := newPinner(src)
+	if err != nil {
+		return stats, err
+	}
+	defer srcPin.close()
 	for _, rel := range adds {
-		if err := realDir(join(a.Target, parentRel(rel))); err != nil {
+		full, err := dst.path(rel)
+		if err != nil {
 			return stats, fmt.Errorf("add_only %s: parent directory in the target: %w", rel, err)
 		}
-		sub, err := Scan(join(src, rel), nil)
+		sp, err := srcPin.path(rel)
 		if err != nil {
-			if fi, lerr := os.Lstat(join(src, rel)); lerr == nil && !fi.IsDir() {
-				e, err := lstatEntry(src, rel)
-				if err != nil {
-					return stats, err
-				}
-				if err := replaceWith(join(a.Target, rel), func(tmp string) error { return makeEntry(src, e, tmp) }); err != nil {
-					return stats, err
-				}
-				stats.Created++
-				stats.Bytes += e.Size
-				continue
+			return stats, fmt.Errorf("add_only %s: %w", rel, err)
+		}
+		e, err := lstatPath(sp, rel)
+		if err != nil {
+			return stats, fmt.Errorf("add_only %s: %w", rel, err)
+		}
+		if e.Type != TypeDir {
+			if err := replaceWith(full, func(tmp string) error { return makeEntry(srcPin, e, tmp) }); err != nil {
+				return stats, fmt.Errorf("add_only %s: %w", join(a.Target, rel), err)
 			}
-			return stats, err
+			stats.Created++
+			stats.Bytes += e.Size
+			continue
+		}
+		sub, err := scanFast(sp, nil)
+		if err != nil {
+			return stats, fmt.Errorf("add_only %s: %w", rel, err)
 		}
 		for _, e := range sub.Entries {
-			full := join(a.Target, join(rel, e.Rel))
 			c := *e
 			c.Rel = join(rel, e.Rel)
 			if e.Rel == "" {
 				c.Rel = rel
 			}
-			if err := makeEntry(src, &c, full); err != nil {
-				return stats, fmt.Errorf("add_only %s: %w", full, err)
+			p, err := dst.path(c.Rel)
+			if err != nil {
+				return stats, fmt.Errorf("add_only %s: %w", c.Rel, err)
+			}
+			if err := makeEntry(srcPin, &c, p); err != nil {
+				return stats, fmt.Errorf("add_only %s: %w", join(a.Target, c.Rel), err)
 			}
 			stats.Created++
 			stats.Bytes += e.Size
 		}
 		for i := len(sub.Entries) - 1; i >= 0; i-- {
 			if e := sub.Entries[i]; e.Type == TypeDir {
-				if err := applyMeta(join(a.Target, join(rel, e.Rel)), e); err != nil {
+				p, err := dst.path(join(rel, e.Rel))
+				if err != nil {
 					return stats, err
+				}
+				if err := applyMeta(p, e); err != nil {
+					return stats, fmt.Errorf("add_only %s: %w", join(a.Target, join(rel, e.Rel)), err)
 				}
 			}
 		}
@@ -678,21 +701,22 @@ type State struct {
 // ReadState reads the recorded state of a target; (nil, nil) if it has
 // none.
 func ReadState(target string) (*State, error) {
-	p := join(target, StateFile)
-	fi, err := os.Lstat(p)
+	p, done, err := statePath(target)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", p)
+	defer done()
+	b, err := readNoFollow(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
 	}
-	b, err := os.ReadFile(p)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", join(target, StateFile), err)
 	}
+	p = join(target, StateFile) // for errors
 	var s State
 	if err := json.Unmarshal(b, &s); err != nil {
 		return nil, fmt.Errorf("%s: %w", p, err)
@@ -738,23 +762,28 @@ func (s StateStep) content() []byte {
 
 func prepareState(_ context.Context, _ *atomic.Env, s StateStep) (atomic.Plan[stateUndo, State], error) {
 	var plan atomic.Plan[stateUndo, State]
-	p := join(s.Target, StateFile)
-	e, err := lstatEntry(s.Target, StateFile)
+	p, done, err := statePath(s.Target)
 	if errors.Is(err, os.ErrNotExist) {
-		if _, err := os.Lstat(filepath.Dir(p)); errors.Is(err, os.ErrNotExist) {
-			plan.Undo.EtcMade = true
-		}
+		plan.Undo.EtcMade = true // no etc
+		return plan, nil
+	}
+	if err != nil {
+		return plan, err
+	}
+	defer done()
+	e, err := lstatPath(p, StateFile)
+	if errors.Is(err, os.ErrNotExist) {
 		return plan, nil
 	}
 	if err != nil {
 		return plan, err
 	}
 	if e.Type != TypeFile {
-		return plan, fmt.Errorf("%s is not a regular file", p)
+		return plan, fmt.Errorf("%s is not a regular file", join(s.Target, StateFile))
 	}
-	b, err := os.ReadFile(p)
+	b, err := readNoFollow(p)
 	if err != nil {
-		return plan, err
+		return plan, fmt.Errorf("%s: %w", join(s.Target, StateFile), err)
 	}
 	plan.Undo = stateUndo{Existed: true, Content: b, Entry: e}
 	return plan, nil
@@ -778,25 +807,42 @@ func writeAtomic(p string, data []byte, meta *Entry) error {
 
 func doState(_ context.Context, env *atomic.Env, s StateStep, u stateUndo) (State, error) {
 	st := State{Role: s.Role, Version: s.Version}
-	p := join(s.Target, StateFile)
-	if env.Dry("write %s: role %s version %s", p, s.Role, s.Version) {
+	if env.Dry("write %s: role %s version %s", join(s.Target, StateFile), s.Role, s.Version) {
 		return st, nil
 	}
-	dir := filepath.Dir(p)
-	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+	pin, err := newPinner(s.Target)
+	if err != nil {
 		return st, err
 	}
-	if err := realDir(dir); err != nil {
+	defer pin.close()
+	etc, err := pin.path(parentRel(StateFile))
+	if err != nil {
+		return st, err
+	}
+	if err := os.Mkdir(etc, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return st, fmt.Errorf("mkdir %s: %w", join(s.Target, parentRel(StateFile)), err)
+	}
+	// the state file's parent is opened with no symlink on the way:
+	// an etc that is a symlink is refused, never written through
+	p, err := pin.path(StateFile)
+	if err != nil {
 		return st, err
 	}
 	if err := writeAtomic(p, s.content(), nil); err != nil {
-		return st, err
+		return st, fmt.Errorf("%s: %w", join(s.Target, StateFile), err)
 	}
-	return st, syncFS(dir)
+	return st, syncFS(s.Target)
 }
 
 func undoState(_ context.Context, _ *atomic.Env, s StateStep, u stateUndo, _ State) error {
-	p := join(s.Target, StateFile)
+	p, done, err := statePath(s.Target)
+	if errors.Is(err, os.ErrNotExist) && !u.Existed {
+		return nil // no etc: nothing was written
+	}
+	if err != nil {
+		return err
+	}
+	defer done()
 	if u.Existed {
 		if err := writeAtomic(p, u.Content, u.Entry); err != nil {
 			return err
@@ -807,13 +853,58 @@ func undoState(_ context.Context, _ *atomic.Env, s StateStep, u stateUndo, _ Sta
 		return err
 	}
 	if u.EtcMade {
-		_ = unix.Rmdir(filepath.Dir(p))
+		if pin, err := newPinner(s.Target); err == nil {
+			if etc, err := pin.path(parentRel(StateFile)); err == nil {
+				_ = unix.Rmdir(etc) // only if empty
+			}
+			pin.close()
+		}
 	}
 	return nil
 }
 
+// statePath pins <target>/etc/bofh-tree.json (see pinner): its parent
+// is opened with no symlink on the way, so the state of a target whose
+// etc is a symlink is never read or written outside it. done releases
+// the pin.
+func statePath(target string) (p string, done func(), err error) {
+	pin, err := newPinner(target)
+	if err != nil {
+		return "", nil, err
+	}
+	if p, err = pin.path(StateFile); err != nil {
+		pin.close()
+		return "", nil, err
+	}
+	return p, pin.close, nil
+}
+
+// readNoFollow reads the regular file p, never through a symlink at its
+// last component nor blocking on a FIFO.
+func readNoFollow(p string) ([]byte, error) {
+	f, err := os.OpenFile(p, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return nil, err
+	} else if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("not a regular file (%s)", fi.Mode().Type())
+	}
+	return io.ReadAll(f)
+}
+
 func checkState(_ context.Context, _ *atomic.Env, s StateStep, _ stateUndo) (bool, State, error) {
-	b, err := os.ReadFile(join(s.Target, StateFile))
+	p, done, err := statePath(s.Target)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, State{}, nil
+	}
+	if err != nil {
+		return false, State{}, err
+	}
+	defer done()
+	b, err := readNoFollow(p)
 	if errors.Is(err, os.ErrNotExist) {
 		return false, State{}, nil
 	}

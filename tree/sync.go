@@ -207,6 +207,8 @@ type Stats struct {
 type syncPlan struct {
 	src, dst *Tree
 	changes  []Change
+	// pinned names below each root while the plan is applied
+	srcPin, dstPin *pinner
 }
 
 func planSync(srcRoot, dstRoot string, skip func(string, bool) bool) (*syncPlan, error) {
@@ -286,26 +288,44 @@ func (p *syncPlan) apply() (*Stats, error) {
 	}
 	sort.Sort(sort.Reverse(sort.StringSlice(rm)))
 	keep := map[string]bool{}
+	rmPin, err := newPinner(dstRoot)
+	if err != nil {
+		return st, err
+	}
+	defer rmPin.close()
 	for _, rel := range rm {
 		e := p.dst.Get(rel)
-		full := join(dstRoot, rel)
+		full, err := rmPin.path(rel)
+		if err != nil {
+			return st, err
+		}
 		if e.Type == TypeDir {
 			if err := unix.Rmdir(full); err != nil {
 				if errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST) {
 					if p.src.Get(rel) != nil {
-						return st, fmt.Errorf("%s: a directory holding excluded data would have to become a %s", full, p.src.Get(rel).Type)
+						return st, fmt.Errorf("%s: a directory holding excluded data would have to become a %s", join(dstRoot, rel), p.src.Get(rel).Type)
 					}
 					keep[rel] = true
 					st.Kept = append(st.Kept, rel)
 					continue
 				}
-				return st, fmt.Errorf("remove %s: %w", full, err)
+				return st, fmt.Errorf("remove %s: %w", join(dstRoot, rel), err)
 			}
 		} else if err := unix.Unlink(full); err != nil && !errors.Is(err, unix.ENOENT) {
-			return st, fmt.Errorf("remove %s: %w", full, err)
+			return st, fmt.Errorf("remove %s: %w", join(dstRoot, rel), err)
 		}
 		st.Removed++
 	}
+	rmPin.close()
+	// creations below pin directories made now
+	if p.dstPin, err = newPinner(dstRoot); err != nil {
+		return st, err
+	}
+	defer p.dstPin.close()
+	if p.srcPin, err = newPinner(p.src.Root); err != nil {
+		return st, err
+	}
+	defer p.srcPin.close()
 	// 2. creations and updates: directories first, parents first; then
 	// the entries that are not members of a hard-link group, in
 	// parallel (each is made at its own temporary name beside its path
@@ -319,12 +339,15 @@ func (p *syncPlan) apply() (*Stats, error) {
 			continue
 		}
 		s := p.src.Get(c.Path)
-		full := join(dstRoot, c.Path)
 		create := c.Kind == "removed" || has(c.Details, "type")
 		if s.Type == TypeDir {
 			if create {
+				full, err := p.dstPin.path(c.Path)
+				if err != nil {
+					return st, err
+				}
 				if err := unix.Mkdir(full, 0o700); err != nil {
-					return st, fmt.Errorf("mkdir %s: %w", full, err)
+					return st, fmt.Errorf("mkdir %s: %w", join(dstRoot, c.Path), err)
 				}
 				st.Created++
 			}
@@ -373,8 +396,12 @@ func (p *syncPlan) apply() (*Stats, error) {
 	}
 	sort.Sort(sort.Reverse(sort.StringSlice(dirs)))
 	for _, rel := range dirs {
-		if err := applyMeta(join(dstRoot, rel), p.src.Get(rel)); err != nil {
+		full, err := p.dstPin.path(rel)
+		if err != nil {
 			return st, err
+		}
+		if err := applyMeta(full, p.src.Get(rel)); err != nil {
+			return st, fmt.Errorf("%s: %w", join(dstRoot, rel), err)
 		}
 	}
 	return st, syncFS(dstRoot)
@@ -385,17 +412,24 @@ func (p *syncPlan) apply() (*Stats, error) {
 // linked (the first member made of s's hard-link group, "" if none) or
 // metadata only, and counts it in st.
 func (p *syncPlan) applyEntry(c Change, s *Entry, linked string, st *Stats) error {
-	full := join(p.dst.Root, c.Path)
+	full, err := p.dstPin.path(c.Path)
+	if err != nil {
+		return err
+	}
 	create := c.Kind == "removed" || has(c.Details, "type")
 	switch {
 	case linked != "" && (create || has(c.Details, "hardlink") || has(c.Details, "content")):
-		if err := replaceWith(full, func(tmp string) error { return unix.Link(join(p.dst.Root, linked), tmp) }); err != nil {
+		old, err := p.dstPin.path(linked)
+		if err != nil {
 			return err
+		}
+		if err := replaceWith(full, func(tmp string) error { return unix.Link(old, tmp) }); err != nil {
+			return fmt.Errorf("%s: %w", join(p.dst.Root, c.Path), err)
 		}
 		st.Updated++
 	case create || has(c.Details, "content") || has(c.Details, "symlink") || has(c.Details, "device") || has(c.Details, "hardlink"):
-		if err := replaceWith(full, func(tmp string) error { return makeEntry(p.src.Root, s, tmp) }); err != nil {
-			return err
+		if err := replaceWith(full, func(tmp string) error { return makeEntry(p.srcPin, s, tmp) }); err != nil {
+			return fmt.Errorf("%s: %w", join(p.dst.Root, c.Path), err)
 		}
 		if create {
 			st.Created++
@@ -405,7 +439,7 @@ func (p *syncPlan) applyEntry(c Change, s *Entry, linked string, st *Stats) erro
 		st.Bytes += s.Size
 	default:
 		if err := applyMeta(full, s); err != nil {
-			return err
+			return fmt.Errorf("%s: %w", join(p.dst.Root, c.Path), err)
 		}
 		st.Meta++
 	}
@@ -479,11 +513,15 @@ func replaceWith(full string, mk func(tmp string) error) error {
 }
 
 // makeEntry creates a copy of the source entry s (content, owner, mode,
-// xattrs, times) at dst, which must not exist.
-func makeEntry(srcRoot string, s *Entry, dst string) error {
+// xattrs, times) at dst, which must not exist; s.Rel is pinned below src.
+func makeEntry(src *pinner, s *Entry, dst string) error {
 	switch s.Type {
 	case TypeFile:
-		in, err := os.OpenFile(join(srcRoot, s.Rel), os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+		sp, err := src.path(s.Rel)
+		if err != nil {
+			return err
+		}
+		in, err := os.OpenFile(sp, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 		if err != nil {
 			return err
 		}
@@ -532,7 +570,7 @@ func applyMeta(p string, s *Entry) error {
 		return fmt.Errorf("chown %s: %w", p, err)
 	}
 	if s.Type != TypeSymlink {
-		if err := unix.Fchmodat(unix.AT_FDCWD, p, s.Mode, 0); err != nil {
+		if err := chmodNoFollow(p, s.Mode); err != nil {
 			return fmt.Errorf("chmod %s: %w", p, err)
 		}
 	}
