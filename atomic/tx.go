@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/bofhkit/bofh/run"
@@ -72,6 +73,23 @@ func (e *Env) StepDir() (string, error) {
 	d := filepath.Join(dataDir(e.stateDir, e.TxID), strconv.Itoa(e.Step))
 	if err := os.MkdirAll(d, 0o700); err != nil {
 		return "", fmt.Errorf("create step data dir: %w", err)
+	}
+	return d, nil
+}
+
+// CacheDir returns a private directory (0700) for caches a step kind
+// keeps across transactions, <state dir>/cache/<name>, creating it.
+// What is in it must be safe to lose: it is never journaled.
+func (e *Env) CacheDir(name string) (string, error) {
+	if e.stateDir == "" {
+		return "", errors.New("step has no state directory")
+	}
+	if name == "" || strings.ContainsAny(name, "/\x00") || name == "." || name == ".." {
+		return "", fmt.Errorf("%w: cache name %q", ErrInvalid, name)
+	}
+	d := filepath.Join(e.stateDir, "cache", name)
+	if err := os.MkdirAll(d, 0o700); err != nil {
+		return "", fmt.Errorf("create cache dir: %w", err)
 	}
 	return d, nil
 }

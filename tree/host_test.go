@@ -219,7 +219,7 @@ func TestHostUpgrade(t *testing.T) {
 			l := newLab(t, fstype)
 			ctx := context.Background()
 			before := fingerprint(t, l.target)
-			rep, err := TestUpgrade(l.store, "v2", l.target)
+			rep, err := TestUpgrade(Request{Store: l.store, Version: "v2", Target: l.target})
 			if err != nil || len(rep.Changes) == 0 {
 				t.Fatalf("test-upgrade: %+v %v", rep, err)
 			}

@@ -47,7 +47,7 @@ func TestPinnedWrites(t *testing.T) {
 	t.Run("sync", func(t *testing.T) {
 		target := filepath.Join(t.TempDir(), "t")
 		sh(t, "cp", "-a", v1, target)
-		p, err := planSync(v2, target, nil)
+		p, err := planSync(v2, target, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -70,6 +70,7 @@ type SnapshotStep struct {
 	Role     string `json:"role" doc:"role"`
 	From     string `json:"from" doc:"current version"`
 	To       string `json:"to" doc:"version being installed"`
+	Checksum bool   `json:"checksum,omitempty" doc:"compare every file alike in size and mtime byte for byte (no pair cache)"`
 }
 
 // StepKind names the kind.
@@ -129,7 +130,7 @@ func prepareSnapshot(ctx context.Context, env *atomic.Env, s SnapshotStep) (atom
 
 // upgradePaths is every target path an upgrade from s.From to s.To will
 // touch (sync and add_only).
-func upgradePaths(s SnapshotStep) ([]string, error) {
+func upgradePaths(env *atomic.Env, s SnapshotStep) ([]string, error) {
 	st := Store{Dir: s.Store}
 	src, err := st.TreeDir(s.To, s.Role)
 	if err != nil {
@@ -139,7 +140,9 @@ func upgradePaths(s SnapshotStep) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := planSync(src, s.Target, skipper(m.Exclude, m.AddOnly))
+	pairs := openPairs(env, s.Store, s.Role, s.From, s.To, s.Checksum)
+	defer pairs.close()
+	p, err := planSync(src, s.Target, skipper(m.Exclude, m.AddOnly), pairs)
 	if err != nil {
 		return nil, err
 	}
@@ -198,7 +201,7 @@ func doSnapshot(ctx context.Context, env *atomic.Env, s SnapshotStep, u snapUndo
 		r.UUID = info.UUID
 		return r, nil
 	}
-	paths, err := upgradePaths(s)
+	paths, err := upgradePaths(env, s)
 	if err != nil {
 		return r, err
 	}
@@ -437,6 +440,9 @@ type SyncStep struct {
 	Target  string `json:"target" doc:"target root"`
 	Mode    string `json:"mode" doc:"deploy (target must be empty) or upgrade (after tree.snapshot)"`
 	From    string `json:"from,omitempty" doc:"upgrade: current version (selects the metadata)"`
+	// Checksum compares every file alike in size and mtime byte for
+	// byte, not trusting the pair cache (see pairCache).
+	Checksum bool `json:"checksum,omitempty" doc:"upgrade: compare every file alike in size and mtime byte for byte (no pair cache)"`
 }
 
 // StepKind names the kind.
@@ -528,7 +534,12 @@ func doSync(_ context.Context, env *atomic.Env, s SyncStep, _ syncUndo) (Stats, 
 	if err != nil {
 		return Stats{}, err
 	}
-	p, err := planSync(src, s.Target, skip)
+	var pairs *pairCache
+	if s.Mode == SyncUpgrade {
+		pairs = openPairs(env, s.Store, s.Role, s.From, s.Version, s.Checksum)
+		defer pairs.close()
+	}
+	p, err := planSync(src, s.Target, skip, pairs)
 	if err != nil {
 		return Stats{}, err
 	}
@@ -916,4 +927,19 @@ func tail(b []byte) string {
 		b = b[len(b)-2048:]
 	}
 	return string(bytes.TrimSpace(b))
+}
+
+// openPairs opens the pair cache of an upgrade, kept in the state dir's
+// cache/tree-pairs (nil with checksum set: every file alike in size and
+// mtime is then compared byte for byte).
+func openPairs(env *atomic.Env, store, role, from, to string, checksum bool) *pairCache {
+	if checksum {
+		return nil
+	}
+	dir := ""
+	if env != nil {
+		dir, _ = env.CacheDir("tree-pairs") // none: answers last for this step only
+	}
+	c, _ := openPairCache(dir, store, role, from, to)
+	return c
 }

@@ -34,6 +34,14 @@
 //   - tree.sync: make the target match a version's tree, with deletes,
 //     honouring exclude; in an upgrade its undo is tree.snapshot's (no
 //     undo of its own); in a first deploy its undo empties the target again.
+//     A file is copied when its type, size or mtime differs from the
+//     tree's, or when they match but the store's current and new versions
+//     differ in content at its path (reproducible builds keep sizes and
+//     mtimes): the store's two files are compared byte for byte once per
+//     version pair and the answer kept in <state dir>/cache/tree-pairs
+//     with both files' inode, size, mtime and ctime, trusted only while
+//     they are unchanged. With checksum set every such file is compared
+//     with the target's byte for byte.
 //   - tree.add-only: copy add_only paths that are absent; undo as tree.sync.
 //   - tree.state: write the target's role and version (the commit point);
 //     undo puts back the previous state file.

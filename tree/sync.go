@@ -211,11 +211,13 @@ type syncPlan struct {
 	srcPin, dstPin *pinner
 }
 
-func planSync(srcRoot, dstRoot string, skip func(string, bool) bool) (*syncPlan, error) {
-	// one walk of both trees: content, not the quick check (a file
-	// rebuilt with the same size and mtime, SOURCE_DATE_EPOCH, must not
-	// be skipped), compared on open descriptors as the walk goes
-	r, err := walkDiff(srcRoot, dstRoot, skip, cmpSync, true)
+// planSync works out what makes dstRoot match srcRoot, in one walk of
+// both trees. Files alike in size and mtime are compared byte for byte
+// (a file rebuilt with the same size and mtime, SOURCE_DATE_EPOCH, must
+// not be skipped) unless pairs, when not nil, says the store's from and
+// to versions have the same content at the path (see pairCache).
+func planSync(srcRoot, dstRoot string, skip func(string, bool) bool, pairs *pairCache) (*syncPlan, error) {
+	r, err := walkDiff(srcRoot, dstRoot, skip, cmpSync, true, pairs)
 	if err != nil {
 		return nil, err
 	}

@@ -45,7 +45,7 @@ func TestPlanSyncSameSizeSameMtime(t *testing.T) {
 			os.Chtimes(filepath.Join(r, d), epoch, epoch)
 		}
 	}
-	p, err := planSync(src, dst, nil)
+	p, err := planSync(src, dst, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func TestHostUpgradeReproducibleBuild(t *testing.T) {
 			if _, err := Deploy(ctx, Request{Store: store, Role: "web", Version: "r1", Target: target, StateDir: state}); err != nil {
 				t.Fatal(err)
 			}
-			rep, err := TestUpgrade(store, "r2", target)
+			rep, err := TestUpgrade(Request{Store: store, Version: "r2", Target: target})
 			if err != nil {
 				t.Fatal(err)
 			}

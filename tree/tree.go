@@ -23,6 +23,11 @@ type Request struct {
 	StateDir string
 	// HookTimeout bounds each of pre and post (default 10 minutes).
 	HookTimeout time.Duration
+	// Checksum makes an upgrade compare every target file alike in size
+	// and mtime with the new version's byte for byte, instead of
+	// trusting the quick check where the store's two versions have the
+	// same content (see the package doc).
+	Checksum bool
 }
 
 // Outcome is what a deploy or upgrade did.
@@ -130,11 +135,11 @@ func UpgradeRecipe(r Request) (*atomic.Recipe, *Meta, error) {
 	}
 	rec := &atomic.Recipe{Name: "tree upgrade " + cur.Role + " " + cur.Version + " to " + r.Version}
 	add := func(id string, p atomic.Params) { rec.Steps = append(rec.Steps, step(id, p)) }
-	add("snapshot", SnapshotStep{Target: r.Target, Mode: mode, Snapshot: snap, Store: r.Store, Role: cur.Role, From: cur.Version, To: r.Version})
+	add("snapshot", SnapshotStep{Target: r.Target, Mode: mode, Snapshot: snap, Store: r.Store, Role: cur.Role, From: cur.Version, To: r.Version, Checksum: r.Checksum})
 	if m.Pre != "" {
 		add("pre", HookStep{Script: m.Pre, Phase: "pre", Target: r.Target, Role: cur.Role, From: cur.Version, To: r.Version, TimeoutSec: to})
 	}
-	add("sync", SyncStep{Store: r.Store, Role: cur.Role, Version: r.Version, Target: r.Target, Mode: SyncUpgrade, From: cur.Version})
+	add("sync", SyncStep{Store: r.Store, Role: cur.Role, Version: r.Version, Target: r.Target, Mode: SyncUpgrade, From: cur.Version, Checksum: r.Checksum})
 	add("add_only", AddOnlyStep{Store: r.Store, Role: cur.Role, From: cur.Version, Version: r.Version, Target: r.Target})
 	if m.Post != "" {
 		add("post", HookStep{Script: m.Post, Phase: "post", Target: r.Target, Role: cur.Role, From: cur.Version, To: r.Version, TimeoutSec: to})
@@ -301,20 +306,24 @@ func rulesInto(st Store, role, version string) (Rules, Rules, error) {
 	return ex, ao, nil
 }
 
-// TestUpgrade reports what an upgrade of target to version would change,
-// changing nothing: the sync's changes (content compared as the sync
-// compares it) and the add_only paths it would copy. Kinds are the
-// upgrade's, as in DiffVersions from the current version to the new one:
-// "added" paths the upgrade creates, "removed" ones it deletes.
-func TestUpgrade(store, version, target string) (*Report, error) {
-	rec, m, err := UpgradeRecipe(Request{Store: store, Version: version, Target: target})
+// TestUpgrade reports what an upgrade of r.Target to r.Version would
+// change, changing nothing: the sync's changes (files alike in size and
+// mtime judged as the upgrade judges them, see the package doc, or byte
+// for byte with r.Checksum) and the add_only paths it would copy. Kinds
+// are the upgrade's, as in DiffVersions from the current version to the
+// new one: "added" paths the upgrade creates, "removed" ones it deletes.
+func TestUpgrade(r Request) (*Report, error) {
+	store, version, target := r.Store, r.Version, r.Target
+	_, m, err := UpgradeRecipe(Request{Store: store, Version: version, Target: target})
 	if err != nil {
 		return nil, err
 	}
-	_ = rec
 	st := Store{Dir: store}
 	src, _ := st.TreeDir(version, m.Role)
-	p, err := planSync(src, target, skipper(m.Exclude, m.AddOnly))
+	// the upgrade's own rule for files alike in size and mtime
+	pairs := openPairs(nil, store, m.Role, m.From, version, r.Checksum)
+	defer pairs.close()
+	p, err := planSync(src, target, skipper(m.Exclude, m.AddOnly), pairs)
 	if err != nil {
 		return nil, err
 	}

@@ -32,6 +32,10 @@ type diffWorker struct {
 	// collect: keep every entry met, for the trees a sync plan needs
 	collect            bool
 	wantEnts, haveEnts []*Entry
+	// pairs (sync only, may be nil): what is known of the store's from
+	// and to versions; aDir is the from tree's directory being compared
+	pairs *pairCache
+	aDir  int
 }
 
 // keepEntry records an entry of one side when collecting.
@@ -86,7 +90,7 @@ func linkChanges(ps []linkPair) []Change {
 // size on both sides is compared byte for byte right away, both read to
 // their end.
 func diffContent(wantRoot, haveRoot string, skip func(rel string, isDir bool) bool) ([]Change, error) {
-	r, err := walkDiff(wantRoot, haveRoot, skip, cmpContent, false)
+	r, err := walkDiff(wantRoot, haveRoot, skip, cmpContent, false, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +108,12 @@ type walkResult struct {
 // mode says (cmpContent: verify and diff, with the hard-link structure;
 // cmpSync: what a sync copies), and with collect set also returning both
 // trees as Scan would (for a sync plan), from the same single walk.
-func walkDiff(wantRoot, haveRoot string, skip func(rel string, isDir bool) bool, mode cmpMode, collect bool) (*walkResult, error) {
+//
+// In sync mode, pairs (may be nil) lets a file pass on the quick check
+// when the store's from and to versions have the same content at its
+// path (see pairCache); without it every file of the same size and
+// mtime is compared byte for byte.
+func walkDiff(wantRoot, haveRoot string, skip func(rel string, isDir bool) bool, mode cmpMode, collect bool, pairs *pairCache) (*walkResult, error) {
 	for _, r := range []string{wantRoot, haveRoot} {
 		if err := realDir(r); err != nil {
 			return nil, err
@@ -135,7 +144,10 @@ func walkDiff(wantRoot, haveRoot string, skip func(rel string, isDir bool) bool,
 	nw := scanWorkers()
 	ws := make([]*diffWorker, nw)
 	for i := range ws {
-		ws[i] = &diffWorker{sb: newScanBufs(), bufA: make([]byte, 128<<10), bufB: make([]byte, 128<<10), mode: mode, collect: collect}
+		ws[i] = &diffWorker{sb: newScanBufs(), bufA: make([]byte, 128<<10), bufB: make([]byte, 128<<10), mode: mode, collect: collect, aDir: -1}
+		if mode == cmpSync {
+			ws[i].pairs = pairs
+		}
 	}
 	err = walkDirs(nw, []diffJob{{"", sideBoth}}, func(w int, j diffJob) ([]diffJob, error) {
 		switch j.side {
@@ -287,6 +299,12 @@ func (w *diffWorker) both(wfd, hfd int, wantRoot, haveRoot, rel string, skip fun
 	if w.entsH, err = readDir(fh, w.sb.dirent, w.entsH[:0]); err != nil {
 		return nil, fmt.Errorf("read directory %s: %w", dh, err)
 	}
+	if w.pairs != nil {
+		w.aDir = w.pairs.openFromDir(rel)
+		if w.aDir >= 0 {
+			defer func() { unix.Close(w.aDir); w.aDir = -1 }()
+		}
+	}
 	ew, eh := w.sb.ents, w.entsH
 	byName := func(es []dirent) func(i, j int) bool { return func(i, j int) bool { return es[i].name < es[j].name } }
 	sort.Slice(ew, byName(ew))
@@ -372,6 +390,15 @@ func (w *diffWorker) both(wfd, hfd int, wantRoot, haveRoot, rel string, skip fun
 			continue
 		}
 		crel := childRel(rel, a.name)
+		if a.typ == unix.DT_REG && b.typ == unix.DT_REG && w.aDir >= 0 {
+			done, err := w.trustedPair(fw, fh, wantRoot, haveRoot, crel, a.name)
+			if err != nil {
+				return nil, err
+			}
+			if done {
+				continue
+			}
+		}
 		if a.typ == unix.DT_REG && b.typ == unix.DT_REG {
 			done, err := w.regPair(fw, fh, wantRoot, haveRoot, crel, a.name)
 			if err != nil {
@@ -469,6 +496,15 @@ func (w *diffWorker) regPair(fw, fh int, wantRoot, haveRoot, rel, name string) (
 		w.keepEntry(sideHave, &he)
 	}
 	d, maybe := compare(&we, &he, w.mode)
+	if maybe && w.aDir >= 0 {
+		// the quick check passed: the file is as the store's versions
+		// say, unless they differ at this path
+		if w.pairs.sameAsFrom(w.aDir, name, rel, fa, &sa, w.bufA, w.bufB) {
+			maybe = false
+		} else if _, err := unix.Seek(fa, 0, 0); err != nil {
+			return false, &os.PathError{Op: "seek", Path: join(wantRoot, rel), Err: err}
+		}
+	}
 	if maybe {
 		same, err := sameContentFD(fa, fb, join(wantRoot, rel), join(haveRoot, rel), we.Size, w.bufA, w.bufB)
 		if err != nil {
@@ -501,4 +537,47 @@ func (w *diffWorker) fdXattrs(fd int, root, rel string) (map[string][]byte, erro
 	}
 	// some xattrs (rare): read them all
 	return readXattrs(join(root, rel))
+}
+
+// trustedPair handles, with stats alone, a regular-file pair the pair
+// cache vouches for: the store's from and to files at rel had the same
+// content and still have the signatures they had then, and the target's
+// file passes the quick check. It returns false, having recorded
+// nothing, in every other case (the caller then opens both).
+func (w *diffWorker) trustedPair(fw, fh int, wantRoot, haveRoot, rel, name string) (bool, error) {
+	e, ok := w.pairs.get(rel)
+	if !ok || !e.Same {
+		return false, nil
+	}
+	var sb, st, sa unix.Stat_t
+	if unix.Fstatat(fw, name, &sb, unix.AT_SYMLINK_NOFOLLOW) != nil || sb.Mode&unix.S_IFMT != unix.S_IFREG || sigOf(&sb) != e.B {
+		return false, nil
+	}
+	if unix.Fstatat(w.aDir, name, &sa, unix.AT_SYMLINK_NOFOLLOW) != nil || sa.Mode&unix.S_IFMT != unix.S_IFREG || sigOf(&sa) != e.A {
+		return false, nil
+	}
+	if unix.Fstatat(fh, name, &st, unix.AT_SYMLINK_NOFOLLOW) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG ||
+		st.Size != sb.Size || st.Mtim != sb.Mtim {
+		return false, nil
+	}
+	we, err := entryAt(fw, wantRoot, rel, name, &sb, w.sb)
+	if err != nil {
+		return false, err
+	}
+	he, err := entryAt(fh, haveRoot, rel, name, &st, w.sb)
+	if err != nil {
+		return false, err
+	}
+	if w.collect {
+		w.keepEntry(sideWant, we)
+		w.keepEntry(sideHave, he)
+	}
+	d, _ := compare(we, he, w.mode) // the content is vouched for
+	if we.Nlink > 1 || he.Nlink > 1 {
+		w.links = append(w.links, linkPair{rel: rel, want: [2]uint64{we.Dev, we.Ino}, have: [2]uint64{he.Dev, he.Ino}})
+	}
+	if len(d) > 0 {
+		w.out = append(w.out, Change{Path: rel, Kind: "changed", Details: d})
+	}
+	return true, nil
 }

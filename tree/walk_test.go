@@ -115,7 +115,7 @@ func TestHostFastPathsMatch(t *testing.T) {
 	}
 	// a sync plan's single walk finds the trees of two scans and the
 	// changes of diff in sync mode
-	r, err := walkDiff(a, b, skip, cmpSync, true)
+	r, err := walkDiff(a, b, skip, cmpSync, true, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/bofhkit/bofh/internal/hosttest"
 )
@@ -181,5 +182,53 @@ func TestCLITreeRemoteStore(t *testing.T) {
 	_, errs, code = bofh(t, nil, "--state-dir", state, "tree", "--store", url, "verify", target)
 	if code != 1 || !strings.Contains(errs, "tree store unreachable: "+url) {
 		t.Fatalf("daemon down: exit %d, %s", code, errs)
+	}
+}
+
+// TestCLITreeChecksum: a target file edited in place keeping its size
+// and mtime, at a path both versions share, is not part of an upgrade
+// unless --checksum; test-upgrade says which.
+func TestCLITreeChecksum(t *testing.T) {
+	t.Parallel()
+	store, target := treeStore(t)
+	for _, v := range []string{"1.0", "1.1"} {
+		p := filepath.Join(store, "install", v, "web/usr/shared")
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte("same in both\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		os.Chtimes(p, time.Unix(1e9, 0), time.Unix(1e9, 0))
+	}
+	state := t.TempDir()
+	if out, errs, code := bofh(t, nil, "--state-dir", state, "tree", "--store", store, "deploy", "web", "1.0", target); code != 0 {
+		t.Fatalf("deploy: exit %d\n%s%s", code, out, errs)
+	}
+	p := filepath.Join(target, "usr/shared")
+	os.WriteFile(p, []byte("SAME IN BOTH\n"), 0o644)
+	os.Chtimes(p, time.Unix(1e9, 0), time.Unix(1e9, 0))
+	type report struct {
+		Changes []struct{ Path, Kind string }
+	}
+	var r report
+	jsonOut(t, nil, &r, "--state-dir", state, "tree", "--store", store, "test-upgrade", "1.1", target)
+	for _, c := range r.Changes {
+		if c.Path == "usr/shared" {
+			t.Fatalf("test-upgrade without --checksum reports %+v", c)
+		}
+	}
+	r = report{}
+	jsonOut(t, nil, &r, "--state-dir", state, "tree", "--store", store, "test-upgrade", "1.1", target, "--checksum")
+	found := false
+	for _, c := range r.Changes {
+		found = found || c.Path == "usr/shared"
+	}
+	if !found {
+		t.Fatalf("test-upgrade --checksum misses the edited file: %+v", r.Changes)
+	}
+	if out, errs, code := bofh(t, nil, "--state-dir", state, "tree", "--store", store, "upgrade", "1.1", target, "--checksum"); code != 0 {
+		t.Fatalf("upgrade --checksum: exit %d\n%s%s", code, out, errs)
+	}
+	if b, _ := os.ReadFile(p); string(b) != "same in both\n" {
+		t.Fatalf("upgrade --checksum left the edited file: %q", b)
 	}
 }

@@ -18,6 +18,7 @@ func init() { addCommand(newTreeCmd) }
 func newTreeCmd(a *app) *cobra.Command {
 	var store string
 	var hookTimeout time.Duration
+	var checksum bool
 	root := &cobra.Command{
 		Use:   "tree",
 		Short: "deploy, upgrade and verify file trees (eDeploy, transactional)",
@@ -69,7 +70,7 @@ cache, not the operator's data. seed needs a local store; gc no store.`,
 		return [][2]string{{version, st.Role}}
 	}
 	req := func(store, role, version, target string) tree.Request {
-		return tree.Request{Store: store, Role: role, Version: version, Target: target, StateDir: a.stateDir, HookTimeout: hookTimeout}
+		return tree.Request{Store: store, Role: role, Version: version, Target: target, StateDir: a.stateDir, HookTimeout: hookTimeout, Checksum: checksum}
 	}
 	printOutcome := func(o *tree.Outcome, err error) error {
 		if o == nil {
@@ -108,6 +109,59 @@ cache, not the operator's data. seed needs a local store; gc no store.`,
 			fmt.Fprintf(w, "%d changes\n", len(r.Changes))
 		})
 	}
+	// upgradeStore resolves the store for an upgrade of target to
+	// version: the new version's tree, and (best effort) the current
+	// one's, which lets the upgrade trust the quick check where the two
+	// versions have the same content.
+	upgradeStore := func(cmd *cobra.Command, target, version string) (string, error) {
+		dir, err := local(cmd, targetTree(target, version)...)
+		if err != nil || !tree.IsRemote(store) {
+			return dir, err
+		}
+		if _, err := local(cmd, targetTree(target, "")...); err != nil {
+			a.log.Warn("current version not in the remote store: every file alike in size and mtime is compared", "err", err)
+		}
+		return dir, nil
+	}
+	const checksumHelp = `An upgrade copies a target file whose type, size or mtime differs from the
+new version's. A file alike in both is compared byte for byte only where
+the store's current and new versions differ at its path (reproducible
+builds keep sizes and mtimes); the answers are cached per version pair in
+<state-dir>/cache/tree-pairs. A target file edited in place keeping its
+size and mtime is therefore left as it is (as with rsync -a; verify
+reports it) unless --checksum compares every such file.`
+	upgradeCmd := &cobra.Command{
+		Use: "upgrade VERSION TARGET", Short: "upgrade a target (snapshot, pre, sync, add_only, post, version)", Args: exactArgs(2),
+		Long:    "upgrade snapshots the target, runs pre, syncs the new version's tree honouring\nexclude, copies absent add_only paths, runs post and records the version;\nany failure rolls the target back.\n\n" + checksumHelp,
+		Example: "  bofh tree --store /srv/trees upgrade 1.1 /mnt/root\n  bofh tree --store /srv/trees upgrade 1.1 /mnt/root --checksum\n  BOFH_FAIL=3:after:error bofh tree upgrade 1.1 /mnt/root   # watch it roll back",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dir, err := upgradeStore(cmd, args[1], args[0])
+			if err != nil {
+				return err
+			}
+			o, err := tree.Upgrade(cmd.Context(), req(dir, "", args[0], args[1]), a.txOptions()...)
+			return printOutcome(o, err)
+		},
+	}
+	testUpgradeCmd := &cobra.Command{
+		Use: "test-upgrade VERSION TARGET", Short: "show what an upgrade would change, changing nothing", Args: exactArgs(2),
+		Long:    "test-upgrade reports what upgrade would change, changing nothing.\n\n" + checksumHelp,
+		Example: "  bofh tree --store /srv/trees test-upgrade 1.1 /mnt/root\n  bofh tree --store /srv/trees test-upgrade 1.1 /mnt/root --checksum -o json",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dir, err := upgradeStore(cmd, args[1], args[0])
+			if err != nil {
+				return err
+			}
+			r, err := tree.TestUpgrade(req(dir, "", args[0], args[1]))
+			if err != nil {
+				return err
+			}
+			return printReport(r)
+		},
+	}
+	for _, c := range []*cobra.Command{upgradeCmd, testUpgradeCmd} {
+		c.Flags().BoolVar(&checksum, "checksum", false, "compare every target file alike in size and mtime with the new version byte for byte")
+	}
 	root.AddCommand(&cobra.Command{
 		Use: "deploy ROLE VERSION TARGET", Short: "first install of a tree into an empty target", Args: exactArgs(3),
 		Example: "  bofh tree --store /srv/trees deploy web 1.0 /mnt/root\n  bofh tree --store rsync://trees.example.org/trees deploy web 1.0 /mnt/root",
@@ -122,32 +176,7 @@ cache, not the operator's data. seed needs a local store; gc no store.`,
 			o, err := tree.Deploy(cmd.Context(), req(dir, args[0], args[1], args[2]), a.txOptions()...)
 			return printOutcome(o, err)
 		},
-	}, &cobra.Command{
-		Use: "upgrade VERSION TARGET", Short: "upgrade a target (snapshot, pre, sync, add_only, post, version)", Args: exactArgs(2),
-		Example: "  bofh tree --store /srv/trees upgrade 1.1 /mnt/root\n  BOFH_FAIL=3:after:error bofh tree upgrade 1.1 /mnt/root   # watch it roll back",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			dir, err := local(cmd, targetTree(args[1], args[0])...)
-			if err != nil {
-				return err
-			}
-			o, err := tree.Upgrade(cmd.Context(), req(dir, "", args[0], args[1]), a.txOptions()...)
-			return printOutcome(o, err)
-		},
-	}, &cobra.Command{
-		Use: "test-upgrade VERSION TARGET", Short: "show what an upgrade would change, changing nothing", Args: exactArgs(2),
-		Example: "  bofh tree --store /srv/trees test-upgrade 1.1 /mnt/root",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			dir, err := local(cmd, targetTree(args[1], args[0])...)
-			if err != nil {
-				return err
-			}
-			r, err := tree.TestUpgrade(dir, args[0], args[1])
-			if err != nil {
-				return err
-			}
-			return printReport(r)
-		},
-	}, &cobra.Command{
+	}, upgradeCmd, testUpgradeCmd, &cobra.Command{
 		Use: "verify TARGET", Short: "drift between a target and the tree of its recorded version", Args: exactArgs(1),
 		Example: "  bofh tree --store /srv/trees verify /mnt/root -o json",
 		RunE: func(cmd *cobra.Command, args []string) error {
