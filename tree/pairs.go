@@ -103,11 +103,16 @@ func openPairCache(dir, store, role, from, to string) (*pairCache, error) {
 	}
 	c.file = filepath.Join(dir, c.key[:32]+".gob")
 	b, err := os.ReadFile(c.file)
-	if err != nil {
+	if err != nil || len(b) < sha256.Size {
 		return c, nil // none yet, or unreadable: start empty
 	}
+	// sha256 of the gob payload, then the payload: a torn or mixed
+	// file is ignored, never half trusted
+	if sum := sha256.Sum256(b[sha256.Size:]); !bytes.Equal(sum[:], b[:sha256.Size]) {
+		return c, nil
+	}
 	var pf pairFile
-	if gob.NewDecoder(bytes.NewReader(b)).Decode(&pf) == nil && pf.Magic == pairMagic && pf.Key == c.key && pf.M != nil {
+	if gob.NewDecoder(bytes.NewReader(b[sha256.Size:])).Decode(&pf) == nil && pf.Magic == pairMagic && pf.Key == c.key && pf.M != nil {
 		c.m = pf.M
 	}
 	return c, nil
@@ -126,8 +131,21 @@ func (c *pairCache) close() {
 		return
 	}
 	var buf bytes.Buffer
-	if gob.NewEncoder(&buf).Encode(pairFile{Magic: pairMagic, Key: c.key, M: c.m}) == nil {
-		_ = fsutil.WriteFileSync(c.file, buf.Bytes(), 0o600)
+	buf.Write(make([]byte, sha256.Size))
+	if gob.NewEncoder(&buf).Encode(pairFile{Magic: pairMagic, Key: c.key, M: c.m}) != nil {
+		return
+	}
+	b := buf.Bytes()
+	sum := sha256.Sum256(b[sha256.Size:])
+	copy(b, sum[:])
+	// a private temporary name: two upgrades of one pair may save at once
+	f, err := os.CreateTemp(filepath.Dir(c.file), ".pairs-*")
+	if err != nil {
+		return
+	}
+	if err := fsutil.WriteSyncClose(f, b); err != nil || os.Rename(f.Name(), c.file) != nil {
+		os.Remove(f.Name())
+		return
 	}
 	c.added = 0
 }

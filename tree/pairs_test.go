@@ -140,6 +140,15 @@ func TestPairCacheRacy(t *testing.T) {
 	if e, ok := c2.get("old"); !ok || !e.Same || e.A != old {
 		t.Errorf("saved answer not read back: %+v %v", e, ok)
 	}
+	// a torn or altered file is ignored, not half trusted
+	b, _ := os.ReadFile(file)
+	b[len(b)-1] ^= 1
+	os.WriteFile(file, b, 0o600)
+	c4, _ := openPairCache(filepath.Dir(file), store, "web", "r1", "r2")
+	defer c4.close()
+	if _, ok := c4.get("old"); ok {
+		t.Error("an altered cache file was trusted")
+	}
 	// another pair of the same store does not see it
 	c3, _ := openPairCache(filepath.Dir(file), store, "web", "r2", "r1")
 	defer c3.close()
