@@ -38,6 +38,25 @@ type diffWorker struct {
 	aDir  int
 }
 
+// keepPair records the entries of a path in both trees when collecting.
+func (w *diffWorker) keepPair(we, he *Entry) {
+	if w.collect {
+		w.wantEnts = append(w.wantEnts, we)
+		w.haveEnts = append(w.haveEnts, he)
+	}
+}
+
+// record notes what compare found for a path in both trees, and its
+// inodes when a regular file has more than one link (hard-link check).
+func (w *diffWorker) record(rel string, we, he *Entry, d []string) {
+	if we.Type == TypeFile && he.Type == TypeFile && (we.Nlink > 1 || he.Nlink > 1) {
+		w.links = append(w.links, linkPair{rel: rel, want: [2]uint64{we.Dev, we.Ino}, have: [2]uint64{he.Dev, he.Ino}})
+	}
+	if len(d) > 0 {
+		w.out = append(w.out, Change{Path: rel, Kind: "changed", Details: d})
+	}
+}
+
 // keepEntry records an entry of one side when collecting.
 func (w *diffWorker) keepEntry(side int, e *Entry) {
 	if side == sideWant {
@@ -416,10 +435,7 @@ func (w *diffWorker) both(wfd, hfd int, wantRoot, haveRoot, rel string, skip fun
 		if err != nil {
 			return nil, err
 		}
-		if w.collect {
-			w.keepEntry(sideWant, we)
-			w.keepEntry(sideHave, he)
-		}
+		w.keepPair(we, he)
 		d, maybe := compare(we, he, w.mode)
 		if maybe {
 			same, err := sameContentAt(fw, a.name, wantRoot, crel, fh, b.name, haveRoot, crel, we.Size, w.bufA, w.bufB)
@@ -438,12 +454,7 @@ func (w *diffWorker) both(wfd, hfd int, wantRoot, haveRoot, rel string, skip fun
 		case he.Type == TypeDir:
 			subs = append(subs, diffJob{crel, sideHave})
 		}
-		if we.Type == TypeFile && he.Type == TypeFile && (we.Nlink > 1 || he.Nlink > 1) {
-			w.links = append(w.links, linkPair{rel: crel, want: [2]uint64{we.Dev, we.Ino}, have: [2]uint64{he.Dev, he.Ino}})
-		}
-		if len(d) > 0 {
-			w.out = append(w.out, Change{Path: crel, Kind: "changed", Details: d})
-		}
+		w.record(crel, we, he, d)
 	}
 	return subs, nil
 }
@@ -491,10 +502,7 @@ func (w *diffWorker) regPair(fw, fh int, wantRoot, haveRoot, rel, name string) (
 	if he.Xattrs, err = w.fdXattrs(fb, haveRoot, rel); err != nil {
 		return false, err
 	}
-	if w.collect {
-		w.keepEntry(sideWant, &we)
-		w.keepEntry(sideHave, &he)
-	}
+	w.keepPair(&we, &he)
 	d, maybe := compare(&we, &he, w.mode)
 	if maybe && w.aDir >= 0 {
 		// the quick check passed: the file is as the store's versions
@@ -514,12 +522,7 @@ func (w *diffWorker) regPair(fw, fh int, wantRoot, haveRoot, rel, name string) (
 			d = append([]string{"content"}, d...)
 		}
 	}
-	if we.Nlink > 1 || he.Nlink > 1 {
-		w.links = append(w.links, linkPair{rel: rel, want: [2]uint64{we.Dev, we.Ino}, have: [2]uint64{he.Dev, he.Ino}})
-	}
-	if len(d) > 0 {
-		w.out = append(w.out, Change{Path: rel, Kind: "changed", Details: d})
-	}
+	w.record(rel, &we, &he, d)
 	return true, nil
 }
 
@@ -568,16 +571,8 @@ func (w *diffWorker) trustedPair(fw, fh int, wantRoot, haveRoot, rel, name strin
 	if err != nil {
 		return false, err
 	}
-	if w.collect {
-		w.keepEntry(sideWant, we)
-		w.keepEntry(sideHave, he)
-	}
+	w.keepPair(we, he)
 	d, _ := compare(we, he, w.mode) // the content is vouched for
-	if we.Nlink > 1 || he.Nlink > 1 {
-		w.links = append(w.links, linkPair{rel: rel, want: [2]uint64{we.Dev, we.Ino}, have: [2]uint64{he.Dev, he.Ino}})
-	}
-	if len(d) > 0 {
-		w.out = append(w.out, Change{Path: rel, Kind: "changed", Details: d})
-	}
+	w.record(rel, we, he, d)
 	return true, nil
 }
