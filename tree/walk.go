@@ -429,17 +429,14 @@ func sameContent(a, b string, size int64, bufA, bufB []byte) (bool, error) {
 // sameContentAt is sameContent for name na in the directory open at dfa
 // (path rootA/relA, for errors) and nb in dfb.
 func sameContentAt(dfa int, na, rootA, relA string, dfb int, nb, rootB, relB string, size int64, bufA, bufB []byte) (bool, error) {
-	// paths are made only for an error
-	errA := func(op string, err error) error { return &os.PathError{Op: op, Path: join(rootA, relA), Err: err} }
-	errB := func(op string, err error) error { return &os.PathError{Op: op, Path: join(rootB, relB), Err: err} }
 	fa, err := openReadAt(dfa, na)
 	if err != nil {
-		return false, errA("open", err)
+		return false, &os.PathError{Op: "open", Path: join(rootA, relA), Err: err}
 	}
 	defer unix.Close(fa)
 	fb, err := openReadAt(dfb, nb)
 	if err != nil {
-		return false, errB("open", err)
+		return false, &os.PathError{Op: "open", Path: join(rootB, relB), Err: err}
 	}
 	defer unix.Close(fb)
 	return sameContentFD(fa, fb, join(rootA, relA), join(rootB, relB), size, bufA, bufB)
