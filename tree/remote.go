@@ -513,6 +513,14 @@ func (m *Mirror) lock(ctx context.Context) (func(), error) {
 // holding the mirror's lock meanwhile so that concurrent users of one
 // mirror take turns, and returns the mirrored store (Mirror.Root).
 func LocalStore(ctx context.Context, r run.Runner, spec, stateDir string, trees ...[2]string) (string, error) {
+	return LocalStoreAlso(ctx, r, spec, stateDir, trees, nil)
+}
+
+// LocalStoreAlso is LocalStore that also fetches, under the same index
+// refresh and lock, the trees of also that the refreshed index lists;
+// a failure to fetch one of them is not an error (they only speed the
+// work up: an upgrade's current version, for the pair cache).
+func LocalStoreAlso(ctx context.Context, r run.Runner, spec, stateDir string, trees, also [][2]string) (string, error) {
 	if !IsRemote(spec) {
 		return spec, nil
 	}
@@ -531,6 +539,11 @@ func LocalStore(ctx context.Context, r run.Runner, spec, stateDir string, trees 
 	for _, t := range trees {
 		if err := m.Fetch(ctx, t[0], t[1]); err != nil {
 			return "", err
+		}
+	}
+	for _, t := range also {
+		if realDir(filepath.Join(m.Root(), "install", t[0], t[1])) == nil {
+			_ = m.Fetch(ctx, t[0], t[1])
 		}
 	}
 	return m.Root(), nil

@@ -114,14 +114,7 @@ cache, not the operator's data. seed needs a local store; gc no store.`,
 	// one's, which lets the upgrade trust the quick check where the two
 	// versions have the same content.
 	upgradeStore := func(cmd *cobra.Command, target, version string) (string, error) {
-		dir, err := local(cmd, targetTree(target, version)...)
-		if err != nil || !tree.IsRemote(store) {
-			return dir, err
-		}
-		if _, err := local(cmd, targetTree(target, "")...); err != nil {
-			a.log.Warn("current version not in the remote store: every file alike in size and mtime is compared", "err", err)
-		}
-		return dir, nil
+		return tree.LocalStoreAlso(cmd.Context(), a.runner(), store, a.stateDir, targetTree(target, version), targetTree(target, ""))
 	}
 	const checksumHelp = `An upgrade copies a target file whose type, size or mtime differs from the
 new version's. A file alike in both is compared byte for byte only where
