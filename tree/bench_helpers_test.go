@@ -35,33 +35,23 @@ func rollbackID(ctx context.Context, id, stateDir string) error {
 
 func decodeStep(s atomic.RecipeStep) (atomic.Params, error) {
 	b := mustJSON(s.With)
-	var p atomic.Params
-	var err error
 	switch s.Kind {
 	case "tree.snapshot":
-		var x SnapshotStep
-		err = jsonUnmarshal(b, &x)
-		p = x
+		return decodeAs[SnapshotStep](b)
 	case "tree.hook":
-		var x HookStep
-		err = jsonUnmarshal(b, &x)
-		p = x
+		return decodeAs[HookStep](b)
 	case "tree.sync":
-		var x SyncStep
-		err = jsonUnmarshal(b, &x)
-		p = x
+		return decodeAs[SyncStep](b)
 	case "tree.add-only":
-		var x AddOnlyStep
-		err = jsonUnmarshal(b, &x)
-		p = x
+		return decodeAs[AddOnlyStep](b)
 	case "tree.state":
-		var x StateStep
-		err = jsonUnmarshal(b, &x)
-		p = x
-	default:
-		return nil, errors.New("unexpected kind " + s.Kind)
+		return decodeAs[StateStep](b)
 	}
-	return p, err
+	return nil, errors.New("unexpected kind " + s.Kind)
 }
 
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+func decodeAs[T atomic.Params](b []byte) (atomic.Params, error) {
+	var x T
+	err := json.Unmarshal(b, &x)
+	return x, err
+}

@@ -2,6 +2,7 @@ package tree
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -80,7 +81,7 @@ func TestHostGC(t *testing.T) {
 		t.Fatal(err)
 	}
 	var sp SnapshotStep
-	if err := jsonUnmarshal(mustJSON(rec.Steps[0].With), &sp); err != nil {
+	if err := json.Unmarshal(mustJSON(rec.Steps[0].With), &sp); err != nil {
 		t.Fatal(err)
 	}
 	// (named apart from the v1 → v2 upgrade's, which must be free; taken

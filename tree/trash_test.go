@@ -2,6 +2,7 @@ package tree
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -75,7 +76,7 @@ func TestHostRollbackMovesAside(t *testing.T) {
 		t.Fatal(err)
 	}
 	var sp SnapshotStep
-	if err := jsonUnmarshal(mustJSON(rec.Steps[0].With), &sp); err != nil {
+	if err := json.Unmarshal(mustJSON(rec.Steps[0].With), &sp); err != nil {
 		t.Fatal(err)
 	}
 	// the rollback undoes every step but the snapshot's, whose undo then
