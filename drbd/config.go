@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/bofhkit/bofh/atomic"
 )
@@ -94,7 +95,8 @@ func ValidName(name string) error {
 }
 
 func validDisk(d string) error {
-	if d == "" || !filepath.IsAbs(d) || filepath.Clean(d) != d || !strings.HasPrefix(d, "/dev/") || strings.ContainsAny(d, " \t\n;{}\"'#") {
+	bad := strings.ContainsFunc(d, func(c rune) bool { return c <= ' ' || c == 0x7f || unicode.IsSpace(c) || !unicode.IsPrint(c) })
+	if d == "" || !filepath.IsAbs(d) || filepath.Clean(d) != d || !strings.HasPrefix(d, "/dev/") || bad || strings.ContainsAny(d, ";{}\"'#\\") {
 		return fmt.Errorf("%w: disk %q: want an absolute /dev path", atomic.ErrInvalid, d)
 	}
 	return nil

@@ -57,6 +57,8 @@ func TestResourceValidate(t *testing.T) {
 		{"dup addr", func(r *Resource) { r.Nodes[1].Address = "10.1.1.31" }, "two nodes"},
 		{"rel disk", func(r *Resource) { r.Nodes[0].Disk = "vg0/data" }, "disk"},
 		{"inject disk", func(r *Resource) { r.Nodes[0].Disk = "/dev/x; }" }, "disk"},
+		{"cr disk", func(r *Resource) { r.Nodes[0].Disk = "/dev/\r" }, "disk"},
+		{"nbsp disk", func(r *Resource) { r.Nodes[0].Disk = "/dev/a\u00a0b" }, "disk"},
 		{"bad host", func(r *Resource) { r.Nodes[0].Name = "al pha" }, "node name"},
 		{"half ids", func(r *Resource) { r.Nodes[0].NodeID = intp(0) }, "node_id"},
 		{"verify alg", func(r *Resource) { r.VerifyAlg = "sha256; x" }, "verify_alg"},
