@@ -8,6 +8,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -102,6 +103,7 @@ func openPairCache(dir, store, role, from, to string) (*pairCache, error) {
 		return c, nil
 	}
 	c.file = filepath.Join(dir, c.key[:32]+".gob")
+	prunePairCaches(dir, c.file, time.Now())
 	b, err := os.ReadFile(c.file)
 	if err != nil || len(b) < sha256.Size {
 		return c, nil // none yet, or unreadable: start empty
@@ -114,8 +116,49 @@ func openPairCache(dir, store, role, from, to string) (*pairCache, error) {
 	var pf pairFile
 	if gob.NewDecoder(bytes.NewReader(b[sha256.Size:])).Decode(&pf) == nil && pf.Magic == pairMagic && pf.Key == c.key && pf.M != nil {
 		c.m = pf.M
+		// its mtime is its last use: prunePairCaches keeps it
+		now := time.Now()
+		os.Chtimes(c.file, now, now)
 	}
 	return c, nil
+}
+
+// Ages after which prunePairCaches deletes a cache file (last used that
+// long ago: the version pair is most likely done with) and a temporary
+// file (left by a crash while saving).
+var (
+	pairCacheMaxAge = 30 * 24 * time.Hour
+	pairTempMaxAge  = time.Hour
+)
+
+// prunePairCaches deletes, in the cache directory dir, the version pair
+// caches not used for pairCacheMaxAge and the temporary files older than
+// pairTempMaxAge, but never keep (the cache about to be used). It is
+// best effort: a file it cannot delete only takes space.
+func prunePairCaches(dir, keep string, now time.Time) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		name := e.Name()
+		var max time.Duration
+		switch {
+		case strings.HasPrefix(name, ".pairs-"):
+			max = pairTempMaxAge
+		case strings.HasSuffix(name, ".gob"):
+			max = pairCacheMaxAge
+		default:
+			continue
+		}
+		p := filepath.Join(dir, name)
+		if p == keep || !e.Type().IsRegular() {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && now.Sub(fi.ModTime()) > max {
+			os.Remove(p)
+		}
+	}
 }
 
 // close saves what was learnt (best effort: a cache that cannot be

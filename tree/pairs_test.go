@@ -156,3 +156,38 @@ func TestPairCacheRacy(t *testing.T) {
 		t.Error("a pair cache answered for another pair")
 	}
 }
+
+// TestPrunePairCaches: pair caches unused for a month and temporaries
+// older than an hour are deleted; recent ones, the cache in use and
+// other files are kept.
+func TestPrunePairCaches(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	for _, tc := range []struct {
+		name string
+		age  time.Duration
+		kept bool
+	}{
+		{"old.gob", 31 * 24 * time.Hour, false},
+		{"recent.gob", 29 * 24 * time.Hour, true},
+		{"inuse.gob", 40 * 24 * time.Hour, true},
+		{".pairs-123", 2 * time.Hour, false},
+		{".pairs-456", time.Minute, true},
+		{"notes.txt", 400 * 24 * time.Hour, true},
+	} {
+		p := filepath.Join(dir, tc.name)
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, now.Add(-tc.age), now.Add(-tc.age)); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			_, err := os.Stat(p)
+			if kept := err == nil; kept != tc.kept {
+				t.Errorf("%s (%s old): kept=%v, want %v", tc.name, tc.age, kept, tc.kept)
+			}
+		}()
+	}
+	prunePairCaches(dir, filepath.Join(dir, "inuse.gob"), now)
+}
