@@ -5,7 +5,8 @@
 //
 // Step kinds registered (see 'bofh step show <kind>'):
 //
-//   - raid.create: mdadm --create (levels 0, 1, 5, 6, 10; metadata; chunk).
+//   - raid.create: mdadm --create (levels 0, 1, 5, 6, 10; metadata; chunk;
+//     --assume-clean for raid1 and raid10 only).
 //     Undo stops the array and zeroes the superblocks of the members it
 //     wrote, and only those.
 //   - raid.assemble: mdadm --assemble; undo stops the array.

@@ -72,6 +72,12 @@ type Create struct {
 	Chunk    string   `json:"chunk,omitempty" doc:"chunk size in KiB (64, 512K, 1M); not for raid1"`
 	Name     string   `json:"name,omitempty" doc:"array name stored in the superblock (metadata 1.x)"`
 	Force    bool     `json:"force,omitempty" doc:"create over members that hold a signature (destroys it)"`
+	// AssumeClean skips the initial resync (mdadm --assume-clean). Only
+	// for raid1 and raid10, whose mirrors of never-written blocks may
+	// differ harmlessly (a later "check" counts them as mismatches); a
+	// raid5/6 without its initial sync has wrong parity, which a rebuild
+	// after a disk failure would turn into wrong data.
+	AssumeClean bool `json:"assume_clean,omitempty" doc:"skip the initial resync (raid1, raid10 only: for new, unused members)"`
 }
 
 // StepKind names the kind.
@@ -109,6 +115,9 @@ func (c Create) Validate() error {
 	if c.Name != "" && !nameRe.MatchString(c.Name) {
 		return fmt.Errorf("%w: array name %q: 1-32 letters, digits, '_', '.', ':' or '-'", atomic.ErrInvalid, c.Name)
 	}
+	if c.AssumeClean && lvl != "raid1" && lvl != "raid10" {
+		return fmt.Errorf("%w: assume_clean is for raid1 and raid10 only: %s without its initial sync has no valid redundancy (raid0 has none to sync)", atomic.ErrInvalid, lvl)
+	}
 	return nil
 }
 
@@ -133,6 +142,9 @@ func (c Create) argv() []string {
 	}
 	if c.Name != "" {
 		argv = append(argv, "--name="+c.Name)
+	}
+	if c.AssumeClean {
+		argv = append(argv, "--assume-clean")
 	}
 	return append(argv, c.members()...)
 }

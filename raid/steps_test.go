@@ -227,6 +227,14 @@ func TestCreateArgv(t *testing.T) {
 	if got := strings.Join(c.argv(), " "); got != want {
 		t.Errorf("argv\n got %s\nwant %s", got, want)
 	}
+	c = Create{Device: "/dev/md1", Level: "10", Devices: []string{"/dev/sda", "/dev/sdb"}, AssumeClean: true}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	want = "mdadm --create /dev/md1 --run --level=raid10 --raid-devices=2 --metadata=1.2 --assume-clean /dev/sda /dev/sdb"
+	if got := strings.Join(c.argv(), " "); got != want {
+		t.Errorf("argv\n got %s\nwant %s", got, want)
+	}
 }
 
 func TestBadInput(t *testing.T) {
@@ -255,6 +263,8 @@ func TestBadInput(t *testing.T) {
 		{"chunk raid1", Create{Device: "/dev/md0", Level: "1", Devices: devs(2), Chunk: "64"}, "chunk"},
 		{"chunk odd", Create{Device: "/dev/md0", Level: "0", Devices: devs(2), Chunk: "65K"}, "power of two"},
 		{"metadata", Create{Device: "/dev/md0", Level: "1", Devices: devs(2), Metadata: "2.0"}, "metadata"},
+		{"assume clean raid5", Create{Device: "/dev/md0", Level: "5", Devices: devs(3), AssumeClean: true}, "raid1 and raid10 only"},
+		{"assume clean raid0", Create{Device: "/dev/md0", Level: "0", Devices: devs(2), AssumeClean: true}, "raid1 and raid10 only"},
 		{"grow zero", Grow{Device: "/dev/md0"}, "raid_devices"},
 		{"add path", Add{Device: "/dev/md0", Member: "sdb"}, "member device"},
 	} {

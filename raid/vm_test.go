@@ -170,6 +170,45 @@ func lifecycle(t *testing.T, level string, n int, md string) {
 }
 
 func TestVMRaid1Lifecycle(t *testing.T) { lifecycle(t, "1", 2, "/dev/md21") }
+
+// TestVMAssumeClean: a raid1 and a raid10 created with assume_clean are
+// in sync at once (no resync runs, even at a crawling sync speed), and
+// the create's undo still zeroes their superblocks.
+func TestVMAssumeClean(t *testing.T) {
+	vmtest.Require(t)
+	setSpeed(t, 1, 1)
+	defer setSpeed(t, 200000, 200000)
+	for _, tc := range []struct {
+		level, md string
+	}{{"1", "/dev/md25"}, {"10", "/dev/md26"}} {
+		devs := loops(t, 2, 32)
+		stopAtCleanup(t, tc.md)
+		do(t, raid.Create{Device: tc.md, Level: tc.level, Devices: devs, AssumeClean: true})
+		a := detail(t, tc.md)
+		if a.Sync != nil || a.Degraded || len(a.Active()) != 2 {
+			t.Fatalf("raid%s with assume_clean: sync %+v degraded %v active %d", tc.level, a.Sync, a.Degraded, len(a.Active()))
+		}
+		b, err := os.ReadFile("/sys/block/" + filepath.Base(tc.md) + "/md/sync_action")
+		if err != nil || strings.TrimSpace(string(b)) != "idle" {
+			t.Fatalf("raid%s sync_action %q, %v; want idle", tc.level, b, err)
+		}
+		do(t, raid.Stop{Device: tc.md})
+		// a rolled back create with assume_clean leaves no superblock
+		err = atomic.Run(context.Background(), "raid-vm", func(tx *atomic.Tx) error {
+			if err := tx.Do(context.Background(), raid.Create{Device: tc.md, Level: tc.level, Devices: devs, AssumeClean: true, Force: true}, nil); err != nil {
+				return err
+			}
+			return errors.New("injected")
+		}, atomic.WithStateDir(t.TempDir()))
+		if err == nil || !strings.Contains(err.Error(), "injected") {
+			t.Fatalf("rollback run: %v", err)
+		}
+		if _, err := raid.Detail(context.Background(), &run.Local{}, tc.md); !errors.Is(err, raid.ErrNotActive) {
+			t.Fatalf("after rollback: %v", err)
+		}
+		noSuperblock(t, devs...)
+	}
+}
 func TestVMRaid5Lifecycle(t *testing.T) { lifecycle(t, "5", 3, "/dev/md22") }
 
 // TestVMRollbackAndBadInput: a failure after create rolls back to no

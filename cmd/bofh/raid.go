@@ -45,7 +45,8 @@ signature unless --force is given.`,
 			return nil
 		},
 		Example: `  bofh raid create /dev/md0 --level 1 /dev/sdb /dev/sdc
-  bofh raid create /dev/md/data --level 5 --chunk 512K --spares /dev/sde /dev/sdb /dev/sdc /dev/sdd`,
+  bofh raid create /dev/md/data --level 5 --chunk 512K --spares /dev/sde /dev/sdb /dev/sdc /dev/sdd
+  bofh raid create /dev/md1 --level 1 --assume-clean /dev/nvme0n1p3 /dev/nvme1n1p3`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !cmd.Flags().Changed("level") {
 				return usageError{fmt.Errorf("%s: --level is required (0, 1, 5, 6 or 10)", cmd.CommandPath())}
@@ -63,6 +64,7 @@ signature unless --force is given.`,
 	create.Flags().StringVar(&c.Name, "name", "", "array name stored in the superblock")
 	create.Flags().StringVar(&spares, "spares", "", "spare devices, comma-separated")
 	create.Flags().BoolVar(&c.Force, "force", false, "create over members holding a signature (destroys it)")
+	create.Flags().BoolVar(&c.AssumeClean, "assume-clean", false, "skip the initial resync (raid1, raid10 only: for new, unused members)")
 
 	var asm raid.Assemble
 	assemble := &cobra.Command{
