@@ -211,6 +211,7 @@ func TestBadInput(t *testing.T) {
 		{"zero vcpus", DefineDomain{Conn: c, Spec: DomainSpec{Name: "x", VCPUs: 0, Memory: "1G"}}, true, "vcpus"},
 		{"relative disk", DefineDomain{Conn: c, Spec: DomainSpec{Name: "x", VCPUs: 1, Memory: "1G", Disks: []Disk{{Source: "dev/sda", Target: "vda"}}}}, true, "absolute"},
 		{"bad timeout", ShutdownDomain{DomainRef: DomainRef{Conn: c, Name: "test"}, Timeout: "soon"}, true, "timeout"},
+		{"zero timeout", ShutdownDomain{DomainRef: DomainRef{Conn: c, Name: "test"}, Timeout: "0s"}, true, "positive duration"},
 		{"bad uri", StartDomain{Conn: Conn{Socket: c.Socket, URI: "qemu+ssh://h/system"}, Name: "x"}, true, "local driver"},
 		{"unreachable socket", StartDomain{Conn: Conn{Socket: filepath.Join(t.TempDir(), "nope"), URI: "test:///default"}, Name: "x"}, false, "libvirtd unreachable"},
 		{"pool exists", DefinePool{Conn: c, Spec: PoolSpec{Name: "default-pool", Type: "dir", Path: "/tmp"}}, false, "already exists"},

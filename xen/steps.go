@@ -264,7 +264,7 @@ func (p ShutdownDomain) timeout() (time.Duration, error) {
 	}
 	d, err := time.ParseDuration(p.Timeout)
 	if err != nil || d <= 0 || d > 24*time.Hour {
-		return 0, fmt.Errorf("timeout %q: want a duration up to 24h (90s, 5m)", p.Timeout)
+		return 0, fmt.Errorf("timeout %q: want a positive duration up to 24h (90s, 5m)", p.Timeout)
 	}
 	return d, nil
 }

@@ -187,6 +187,7 @@ func TestBadInput(t *testing.T) {
 		{"relative dir", CreateDomain{Name: "web", Dir: "etc/xen"}},
 		{"dotdot dir", WriteConfig{Dir: "/etc/xen/../..", Config: webConfig()}},
 		{"bad timeout", ShutdownDomain{DomainRef: DomainRef{Name: "web", Dir: dir}, Timeout: "-1s"}},
+		{"zero timeout", ShutdownDomain{DomainRef: DomainRef{Name: "web", Dir: dir}, Timeout: "0s"}},
 		{"bad config", WriteConfig{Dir: dir, Config: DomuConfig{Name: "web", Extra: "a\nb"}}},
 	}
 	for _, tc := range cases {
