@@ -233,8 +233,56 @@ type Mirror struct {
 	Dir string
 	// Runner runs rsync.
 	Runner run.Runner
+	// PasswordFile, when set, is passed to rsync as --password-file (a
+	// daemon store's password; set it with SetPasswordFile, which checks
+	// it). Otherwise rsync takes the password from RSYNC_PASSWORD.
+	PasswordFile string
 
 	rm *remote
+}
+
+// StoreOptions tunes how LocalStoreWith reaches a remote store.
+type StoreOptions struct {
+	// PasswordFile holds the password of an rsync daemon store (rsync's
+	// --password-file: the first line is the password). It must be an
+	// absolute path to a regular file that neither group nor others can
+	// read. The password never appears in argv or in bofh's logs.
+	PasswordFile string
+}
+
+// SetPasswordFile checks path (see StoreOptions.PasswordFile; errors wrap
+// atomic.ErrInvalid) and makes rsync read the daemon's password from it.
+// Over ssh there is no rsync password: a password file is refused.
+func (m *Mirror) SetPasswordFile(path string) error {
+	if err := checkPasswordFile(m.rm, path); err != nil {
+		return err
+	}
+	m.PasswordFile = path
+	return nil
+}
+
+// checkPasswordFile checks a password file ("" for none) for the store rm.
+func checkPasswordFile(rm *remote, path string) error {
+	if path == "" {
+		return nil
+	}
+	if rm.form == formSSH {
+		return fmt.Errorf("%w: a password file is for an rsync daemon store, not %s (over ssh, the ssh keys authenticate)", atomic.ErrInvalid, rm)
+	}
+	if !filepath.IsAbs(path) || filepath.Clean(path) != path || strings.ContainsFunc(path, unicode.IsControl) {
+		return fmt.Errorf("%w: password file %q: want a clean absolute path", atomic.ErrInvalid, path)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return fmt.Errorf("%w: password file %s: %w", atomic.ErrInvalid, path, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return fmt.Errorf("%w: password file %s is not a regular file", atomic.ErrInvalid, path)
+	}
+	if st.Mode&0o077 != 0 {
+		return fmt.Errorf("%w: password file %s has mode %04o: it must not be readable by group or others (chmod 600)", atomic.ErrInvalid, path, st.Mode&0o7777)
+	}
+	return nil
 }
 
 // OpenMirror validates url strictly (errors wrap atomic.ErrInvalid) and
@@ -312,6 +360,9 @@ func (m *Mirror) rsyncArgv(extra []string, src, dst string) []string {
 		argv = append(argv, "-s")
 	} else {
 		argv = append(argv, "--contimeout=60", "--no-motd")
+		if m.PasswordFile != "" {
+			argv = append(argv, "--password-file="+m.PasswordFile)
+		}
 	}
 	argv = append(argv, extra...)
 	return append(argv, "--", src, dst)
@@ -463,7 +514,11 @@ func (m *Mirror) classify(err error, version, role string) error {
 		e.kinds = []error{atomic.ErrInvalid}
 		e.msg = fmt.Sprintf("%v: tree store %s: no such rsync module (%s)", atomic.ErrInvalid, m.URL, msg)
 	case run.StderrContains(err, "@ERROR: auth failed"):
-		e.msg = fmt.Sprintf("tree store %s: authentication failed, the password is taken from RSYNC_PASSWORD (%s)", m.URL, msg)
+		from := "RSYNC_PASSWORD"
+		if m.PasswordFile != "" {
+			from = "the password file " + m.PasswordFile
+		}
+		e.msg = fmt.Sprintf("tree store %s: authentication failed, the password is taken from %s (%s)", m.URL, from, msg)
 	case code == 23 && run.StderrContains(err, "change_dir", "link_stat") && run.StderrContains(err, "No such file or directory"):
 		if version == "" {
 			e.kinds = []error{atomic.ErrInvalid}
@@ -521,13 +576,32 @@ func LocalStore(ctx context.Context, r run.Runner, spec, stateDir string, trees 
 // a failure to fetch one of them is not an error (they only speed the
 // work up: an upgrade's current version, for the pair cache).
 func LocalStoreAlso(ctx context.Context, r run.Runner, spec, stateDir string, trees, also [][2]string) (string, error) {
+	return LocalStoreWith(ctx, r, spec, stateDir, StoreOptions{}, trees, also)
+}
+
+// LocalStoreWith is LocalStoreAlso with options. A local spec is
+// returned unchanged, and options that only a remote store takes are
+// refused with it (errors wrap atomic.ErrInvalid).
+func LocalStoreWith(ctx context.Context, r run.Runner, spec, stateDir string, opts StoreOptions, trees, also [][2]string) (string, error) {
 	if !IsRemote(spec) {
+		if opts.PasswordFile != "" {
+			return "", fmt.Errorf("%w: a password file is for an rsync daemon store, not the local store %s", atomic.ErrInvalid, spec)
+		}
 		return spec, nil
+	}
+	// every check before the mirror's directory is made
+	rm, err := parseRemote(spec)
+	if err != nil {
+		return "", err
+	}
+	if err := checkPasswordFile(rm, opts.PasswordFile); err != nil {
+		return "", err
 	}
 	m, err := OpenMirror(spec, stateDir, r)
 	if err != nil {
 		return "", err
 	}
+	m.PasswordFile = opts.PasswordFile
 	unlock, err := m.lock(ctx)
 	if err != nil {
 		return "", err

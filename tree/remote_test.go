@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"unicode"
 
@@ -644,5 +645,125 @@ func TestHostMirrorIndexKeepsFetched(t *testing.T) {
 	}
 	if fi, err := os.Stat(m.Dir); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Errorf("mirror dir mode %v %v", fi.Mode(), err)
+	}
+}
+
+// argvLog records the command lines a runner runs.
+type argvLog struct {
+	r    run.Runner
+	mu   sync.Mutex
+	argv []string
+}
+
+func (a *argvLog) Run(ctx context.Context, c run.Cmd) (run.Result, error) {
+	a.mu.Lock()
+	a.argv = append(a.argv, strings.Join(c.Argv, " "))
+	a.mu.Unlock()
+	return a.r.Run(ctx, c)
+}
+
+// TestHostRemoteAuth: a real rsync daemon whose module needs a user and
+// password. The password is read from a 0600 password file (given to
+// rsync as --password-file, never in argv or errors) or from
+// RSYNC_PASSWORD; a wrong one fails clearly naming where it came from;
+// a password file readable by others, for an ssh store or for a local
+// store is refused before anything is made.
+func TestHostRemoteAuth(t *testing.T) {
+	const user, secret = "deployer", "pw-Zq81-not-in-argv"
+	l := newStoreLab(t, "")
+	url, _ := hosttest.RsyncDaemonAuth(t, l.store, user, secret)
+	url = strings.Replace(url, "rsync://", "rsync://"+user+"@", 1)
+	ctx := context.Background()
+	t.Setenv("RSYNC_PASSWORD", "")
+	os.Unsetenv("RSYNC_PASSWORD")
+	pwFile := func(content string, mode os.FileMode) string {
+		p := filepath.Join(t.TempDir(), "pw")
+		if err := os.WriteFile(p, []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(p, mode)
+		return p
+	}
+	noLeak := func(t *testing.T, log *argvLog, err error) {
+		t.Helper()
+		for _, a := range log.argv {
+			if strings.Contains(a, secret) {
+				t.Errorf("the password is in argv: %s", a)
+			}
+		}
+		if err != nil && strings.Contains(err.Error(), secret) {
+			t.Errorf("the password is in the error: %v", err)
+		}
+	}
+	deployFrom := func(t *testing.T, dir, state string) {
+		t.Helper()
+		target := namedTarget(t, t.TempDir(), "", "target")
+		if _, err := Deploy(ctx, Request{Store: dir, Role: "web", Version: "v1", Target: target, StateDir: state}); err != nil {
+			t.Fatal(err)
+		}
+		if b, err := os.ReadFile(filepath.Join(target, "etc/app.conf")); err != nil || string(b) != "conf v1\n" {
+			t.Fatalf("deployed app.conf %q %v", b, err)
+		}
+	}
+
+	t.Run("password file", func(t *testing.T) {
+		state := t.TempDir()
+		log := &argvLog{r: &run.Local{}}
+		pf := pwFile(secret+"\n", 0o600)
+		dir, err := LocalStoreWith(ctx, log, url, state, StoreOptions{PasswordFile: pf}, [][2]string{{"v1", "web"}}, nil)
+		noLeak(t, log, err)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(log.argv) == 0 || !strings.Contains(log.argv[0], "--password-file="+pf) {
+			t.Errorf("rsync was not given the password file: %q", log.argv)
+		}
+		deployFrom(t, dir, state)
+	})
+	t.Run("RSYNC_PASSWORD", func(t *testing.T) {
+		t.Setenv("RSYNC_PASSWORD", secret)
+		state := t.TempDir()
+		log := &argvLog{r: &run.Local{}}
+		dir, err := LocalStore(ctx, log, url, state, [2]string{"v1", "web"})
+		noLeak(t, log, err)
+		if err != nil {
+			t.Fatal(err)
+		}
+		deployFrom(t, dir, state)
+	})
+	t.Run("wrong password", func(t *testing.T) {
+		log := &argvLog{r: &run.Local{}}
+		pf := pwFile("not-"+secret+"\n", 0o600)
+		_, err := LocalStoreWith(ctx, log, url, t.TempDir(), StoreOptions{PasswordFile: pf}, [][2]string{{"v1", "web"}}, nil)
+		noLeak(t, log, err)
+		if err == nil || !strings.Contains(err.Error(), "authentication failed") || !strings.Contains(err.Error(), "password file "+pf) || errors.Is(err, atomic.ErrInvalid) {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	for _, tc := range []struct {
+		name, spec string
+		file       func() string
+		want       string
+	}{
+		{"readable by others", url, func() string { return pwFile(secret, 0o644) }, "mode 0644"},
+		{"readable by group", url, func() string { return pwFile(secret, 0o640) }, "mode 0640"},
+		{"missing", url, func() string { return filepath.Join(t.TempDir(), "nope") }, "no such file"},
+		{"relative", url, func() string { return "pw" }, "absolute path"},
+		{"directory", url, func() string { return t.TempDir() }, "not a regular file"},
+		{"ssh store", "root@127.0.0.1:/srv/trees", func() string { return pwFile(secret, 0o600) }, "not " + "root@127.0.0.1:/srv/trees"},
+		{"local store", l.store, func() string { return pwFile(secret, 0o600) }, "local store"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			state := t.TempDir()
+			f := run.NewFake(t) // no command may run
+			_, err := LocalStoreWith(ctx, f, tc.spec, state, StoreOptions{PasswordFile: tc.file()}, [][2]string{{"v1", "web"}}, nil)
+			if !errors.Is(err, atomic.ErrInvalid) || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), secret) {
+				t.Fatalf("err = %v, want ErrInvalid mentioning %q", err, tc.want)
+			}
+			if ents, _ := os.ReadDir(state); len(ents) != 0 {
+				t.Errorf("the state dir was written: %v", ents)
+			}
+			f.Done()
+		})
 	}
 }

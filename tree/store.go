@@ -18,8 +18,9 @@
 // sha256(url)>/store (the directory above holds a "url" file and the lock
 // file): LocalStore refreshes metadata/ and the install/ skeleton, fetches
 // the trees a command needs with everything preserved, and the steps then
-// read the mirror like any local store. A daemon password comes only from
-// RSYNC_PASSWORD in the environment, never from the URL.
+// read the mirror like any local store. A daemon password comes from a
+// password file (StoreOptions, given to rsync as --password-file) or
+// from RSYNC_PASSWORD in the environment, never from the URL.
 //
 // Step kinds registered:
 //   - tree.snapshot: take a restore point of a target before an upgrade:

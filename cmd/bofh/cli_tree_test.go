@@ -132,8 +132,14 @@ func TestCLITreeRemoteStore(t *testing.T) {
 	store, target := treeStore(t)
 	url, stop := hosttest.RsyncDaemon(t, store)
 	state := t.TempDir()
+	openPW := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(openPW, []byte("secret\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	t.Run("bad input", func(t *testing.T) { // before the daemon stops
 		badInput(t, nil, []cliCase{
+			bad("password file readable by others", "must not be readable by group or others", "tree", "--store", url, "--password-file", openPW, "list", "web"),
+			bad("password file for a local store", "a password file is for an rsync daemon store", "tree", "--store", store, "--password-file", openPW, "list", "web"),
 			bad("missing remote version", "version not in the tree store: 9.9/web at "+url, "tree", "--store", url, "deploy", "web", "9.9", target),
 			bad("seed on a remote store", "seed writes metadata: needs a local store", "tree", "--store", url, "seed", "web", "1.0", "1.1"),
 			bad("password in the URL", "a password in the URL is refused", "tree", "--store", strings.Replace(url, "rsync://", "rsync://u:pw@", 1), "list", "web"),

@@ -16,7 +16,7 @@ import (
 func init() { addCommand(newTreeCmd) }
 
 func newTreeCmd(a *app) *cobra.Command {
-	var store string
+	var store, passwordFile string
 	var hookTimeout time.Duration
 	var checksum bool
 	root := &cobra.Command{
@@ -31,7 +31,8 @@ last. A post hook exiting 100 reports reboot_needed.
 
 --store is a local directory or a remote store reached over rsync:
 rsync://host[:port]/module[/path] or host::module[/path] (an rsync daemon;
-a password only from RSYNC_PASSWORD in the environment, never in the URL),
+the password from --password-file, a 0600 file, or from RSYNC_PASSWORD in
+the environment, never in the URL),
 or [user@]host:/path (rsync over ssh; the ssh command and its options,
 such as port and key, from RSYNC_RSH). A remote store is mirrored under
 <state-dir>/tree-stores/<hash>/: before each command bofh refreshes the
@@ -41,17 +42,19 @@ works from the mirror. --dry-run refreshes the mirror too: it is bofh's
 cache, not the operator's data. seed needs a local store; gc no store.`,
 		Example: `  bofh tree --store /srv/trees deploy web 1.0 /mnt/root
   bofh tree --store rsync://trees.example.org/trees deploy web 1.0 /mnt/root
+  bofh tree --store rsync://deploy@trees.example.org/trees --password-file /etc/bofh/trees.pw upgrade 1.1 /mnt/root
   bofh tree --store /srv/trees test-upgrade 1.1 /mnt/root
   bofh tree --store /srv/trees upgrade 1.1 /mnt/root -o json
   bofh tree --store /srv/trees verify /mnt/root`,
 	}
 	root.PersistentFlags().StringVar(&store, "store", envOr("BOFH_TREE_STORE", "/var/lib/bofh/trees"), "tree store: a directory, rsync://host[:port]/module[/path], host::module[/path] or [user@]host:/path (env BOFH_TREE_STORE)")
+	root.PersistentFlags().StringVar(&passwordFile, "password-file", os.Getenv("BOFH_TREE_PASSWORD_FILE"), "file holding an rsync daemon store's password, readable by its owner only (env BOFH_TREE_PASSWORD_FILE)")
 	root.PersistentFlags().DurationVar(&hookTimeout, "hook-timeout", 10*time.Minute, "time limit of each pre/post hook")
 	// local resolves --store before a command: a local directory as it
 	// is; a remote store's mirror, refreshed, with the trees named
 	// (version, role) fetched.
 	local := func(cmd *cobra.Command, trees ...[2]string) (string, error) {
-		return tree.LocalStore(cmd.Context(), a.runner(), store, a.stateDir, trees...)
+		return tree.LocalStoreWith(cmd.Context(), a.runner(), store, a.stateDir, tree.StoreOptions{PasswordFile: passwordFile}, trees, nil)
 	}
 	// targetTree is what a target records (version, role), for the
 	// commands that fetch its trees; none when it records nothing or
@@ -114,7 +117,7 @@ cache, not the operator's data. seed needs a local store; gc no store.`,
 	// one's, which lets the upgrade trust the quick check where the two
 	// versions have the same content.
 	upgradeStore := func(cmd *cobra.Command, target, version string) (string, error) {
-		return tree.LocalStoreAlso(cmd.Context(), a.runner(), store, a.stateDir, targetTree(target, version), targetTree(target, ""))
+		return tree.LocalStoreWith(cmd.Context(), a.runner(), store, a.stateDir, tree.StoreOptions{PasswordFile: passwordFile}, targetTree(target, version), targetTree(target, ""))
 	}
 	const checksumHelp = `An upgrade copies a target file whose type, size or mtime differs from the
 new version's. A file alike in both is compared byte for byte only where

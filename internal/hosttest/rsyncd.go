@@ -21,11 +21,34 @@ import (
 // skips) or when the daemon does not start.
 func RsyncDaemon(t testing.TB, dir string) (url string, stop func()) {
 	t.Helper()
+	return rsyncDaemon(t, dir, "", "")
+}
+
+// RsyncDaemonAuth is RsyncDaemon with the module open to user alone,
+// authenticated with password (rsync's "auth users" and a 0600 "secrets
+// file", strict modes).
+func RsyncDaemonAuth(t testing.TB, dir, user, password string) (url string, stop func()) {
+	t.Helper()
+	if user == "" || password == "" {
+		t.Fatal("RsyncDaemonAuth: empty user or password")
+	}
+	return rsyncDaemon(t, dir, user, password)
+}
+
+func rsyncDaemon(t testing.TB, dir, user, password string) (url string, stop func()) {
+	t.Helper()
 	RequireRoot(t)
 	tmp := t.TempDir()
 	conf := filepath.Join(tmp, "rsyncd.conf")
 	logFile := filepath.Join(tmp, "rsyncd.log")
 	body := fmt.Sprintf("log file = %s\nuse chroot = no\nuid = root\ngid = root\nnumeric ids = yes\n\n[store]\npath = %s\nread only = yes\n", logFile, dir)
+	if user != "" {
+		secrets := filepath.Join(tmp, "rsyncd.secrets")
+		if err := os.WriteFile(secrets, []byte(user+":"+password+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		body += fmt.Sprintf("auth users = %s\nsecrets file = %s\nstrict modes = yes\n", user, secrets)
+	}
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
