@@ -60,32 +60,48 @@ func rsyncDaemon(t testing.TB, dir, user, password string) (url string, stop fun
 		}
 		cmd := exec.Command("rsync", "--daemon", "--no-detach", "--address=127.0.0.1",
 			"--port="+strconv.Itoa(port), "--config="+conf)
-		out, _ := os.Create(filepath.Join(tmp, "rsyncd.out"))
-		cmd.Stdout, cmd.Stderr = out, out
-		if err := cmd.Start(); err != nil {
-			out.Close()
-			t.Fatalf("start rsync daemon: %v", err)
-		}
-		exited := make(chan struct{})
-		go func() { cmd.Wait(); out.Close(); close(exited) }()
-		var once sync.Once
-		stop = func() {
-			once.Do(func() {
-				cmd.Process.Kill()
-				<-exited
-			})
+		out, err := os.Create(filepath.Join(tmp, "rsyncd.out"))
+		if err != nil {
+			t.Fatal(err)
 		}
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		if lastErr = waitListen(addr, exited); lastErr == nil {
-			t.Cleanup(stop)
+		if stop, lastErr = serve(t, cmd, out, addr); lastErr == nil {
 			return fmt.Sprintf("rsync://%s/store", addr), stop
 		}
-		stop()
 	}
 	b, _ := os.ReadFile(filepath.Join(tmp, "rsyncd.out"))
 	l, _ := os.ReadFile(logFile)
 	t.Fatalf("rsync daemon did not start: %v\n%s%s", lastErr, b, l)
 	return "", nil
+}
+
+// serve starts cmd (its output to out, which it closes), waits until addr
+// accepts connections and returns a stop function (kill and reap; it may
+// be called any number of times), also run at cleanup. A daemon that
+// exits or does not listen is stopped and the error returned, so that
+// the caller may try another port; a daemon that cannot start fails t.
+func serve(t testing.TB, cmd *exec.Cmd, out *os.File, addr string) (func(), error) {
+	t.Helper()
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		out.Close()
+		t.Fatalf("hosttest: start %s: %v", cmd.Path, err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); out.Close(); close(exited) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cmd.Process.Kill()
+			<-exited
+		})
+	}
+	if err := waitListen(addr, exited); err != nil {
+		stop()
+		return nil, err
+	}
+	t.Cleanup(stop)
+	return stop, nil
 }
 
 func freePort() (int, error) {

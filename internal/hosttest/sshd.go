@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 )
 
@@ -139,23 +138,9 @@ func Sshd(t testing.TB) *SSHServer {
 			t.Fatalf("hosttest: %v", err)
 		}
 		cmd := exec.Command(SshdPath, "-D", "-e", "-f", conf)
-		cmd.Stdout, cmd.Stderr = out, out
-		if err := cmd.Start(); err != nil {
-			out.Close()
-			t.Fatalf("hosttest: start sshd: %v", err)
-		}
-		exited := make(chan struct{})
-		go func() { cmd.Wait(); out.Close(); close(exited) }()
-		var once sync.Once
-		stop := func() {
-			once.Do(func() {
-				cmd.Process.Kill()
-				<-exited
-			})
-		}
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		if lastErr = waitListen(addr, exited); lastErr == nil {
-			t.Cleanup(stop)
+		var stop func()
+		if stop, lastErr = serve(t, cmd, out, addr); lastErr == nil {
 			return &SSHServer{
 				Port: port,
 				SSH: []string{"ssh", "-F", "none", "-p", strconv.Itoa(port), "-i", clientKey,
@@ -166,7 +151,6 @@ func Sshd(t testing.TB) *SSHServer {
 				stop: stop,
 			}
 		}
-		stop()
 	}
 	b, _ := os.ReadFile(logFile)
 	t.Fatalf("hosttest: sshd did not start: %v\n%s", lastErr, b)
