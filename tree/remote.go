@@ -234,8 +234,8 @@ type Mirror struct {
 	// Runner runs rsync.
 	Runner run.Runner
 	// PasswordFile, when set, is passed to rsync as --password-file (a
-	// daemon store's password; set it with SetPasswordFile, which checks
-	// it). Otherwise rsync takes the password from RSYNC_PASSWORD.
+	// daemon store's password; LocalStoreWith checks it first).
+	// Otherwise rsync takes the password from RSYNC_PASSWORD.
 	PasswordFile string
 
 	rm *remote
@@ -250,18 +250,9 @@ type StoreOptions struct {
 	PasswordFile string
 }
 
-// SetPasswordFile checks path (see StoreOptions.PasswordFile; errors wrap
-// atomic.ErrInvalid) and makes rsync read the daemon's password from it.
+// checkPasswordFile checks a password file ("" for none) for the store
+// rm (see StoreOptions.PasswordFile; errors wrap atomic.ErrInvalid).
 // Over ssh there is no rsync password: a password file is refused.
-func (m *Mirror) SetPasswordFile(path string) error {
-	if err := checkPasswordFile(m.rm, path); err != nil {
-		return err
-	}
-	m.PasswordFile = path
-	return nil
-}
-
-// checkPasswordFile checks a password file ("" for none) for the store rm.
 func checkPasswordFile(rm *remote, path string) error {
 	if path == "" {
 		return nil
