@@ -2,8 +2,13 @@ package blockdev
 
 import (
 	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -45,44 +50,90 @@ func recipeFor(t *testing.T, file, mnt string) *atomic.Recipe {
 	return r
 }
 
-// state is what the recipe leaves behind on a file and a mountpoint.
+// state is what the recipe leaves behind on a file and a mountpoint, seen
+// with the real tools only (losetup, findmnt, wipefs, blkid, sha256 of the
+// whole file), never with this package's own probing code.
 type state struct {
 	loops   []string
 	mounted bool
-	head    []byte
-	sigs    int
+	chunks  []string // sha256 of each MiB of the backing file, in order
+	sigs    []string // wipefs --no-act of the file, and blkid -p at the partition offset
 }
+
+// chunkSize is the unit in which the whole file is compared: a difference
+// is reported by the MiB it is in.
+const chunkSize = 1 << 20
+
+// partOffset is where the recipe's partition starts (the first MiB holds
+// the table), so a filesystem in it is probed at that offset of the file.
+const partOffset = 1 << 20
+
+// partSize is the size of the recipe's partition (size: 64M).
+const partSize = 64 << 20
 
 func observe(t *testing.T, file, mnt string) state {
 	t.Helper()
-	ctx := context.Background()
-	r := &run.Local{}
 	var s state
-	loops, err := LoopsOf(ctx, r, file)
+	out, err := exec.Command("losetup", "--noheadings", "--output", "NAME", "--associated", file).Output()
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("losetup -j %s: %v", file, err)
 	}
-	for _, l := range loops {
-		s.loops = append(s.loops, l.Device)
+	s.loops = strings.Fields(string(out))
+	// findmnt exits 1 when nothing is mounted there
+	out, err = exec.Command("findmnt", "--noheadings", "--output", "SOURCE", "--mountpoint", mnt).Output()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		s.mounted = strings.TrimSpace(string(out)) != ""
+	case errors.As(err, &ee) && ee.ExitCode() == 1:
+	default:
+		t.Fatalf("findmnt %s: %v", mnt, err)
 	}
-	at, err := MountsAt(ctx, r, mnt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.mounted = len(at) > 0
 	f, err := os.Open(file)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	s.head = make([]byte, tableRegion)
-	f.ReadAt(s.head, 0)
-	sigs, err := Signatures(ctx, r, file)
-	if err != nil {
-		t.Fatal(err)
+	buf := make([]byte, chunkSize)
+	for {
+		n, err := io.ReadFull(f, buf)
+		if n > 0 {
+			s.chunks = append(s.chunks, fmt.Sprintf("%x", sha256.Sum256(buf[:n])))
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
-	s.sigs = len(sigs)
+	out, err = exec.Command("wipefs", "--no-act", "--noheadings", "--output", "TYPE,OFFSET", file).Output()
+	if err != nil {
+		t.Fatalf("wipefs -n %s: %v", file, err)
+	}
+	s.sigs = strings.Fields(string(out))
+	// blkid exits 2 when it finds nothing
+	out, err = exec.Command("blkid", "--probe", "--offset", strconv.Itoa(partOffset), "-o", "export", file).Output()
+	switch {
+	case err == nil:
+		s.sigs = append(s.sigs, "at-1MiB:"+strings.Join(strings.Fields(string(out)), ","))
+	case errors.As(err, &ee) && ee.ExitCode() == 2:
+	default:
+		t.Fatalf("blkid -p -O %d %s: %v", partOffset, file, err)
+	}
 	return s
+}
+
+// changedMiB lists the MiB of the file whose bytes differ between a and b
+// (every MiB when their sizes differ).
+func changedMiB(a, b state) []int {
+	var out []int
+	for i := range max(len(a.chunks), len(b.chunks)) {
+		if i >= len(a.chunks) || i >= len(b.chunks) || a.chunks[i] != b.chunks[i] {
+			out = append(out, i)
+		}
+	}
+	return out
 }
 
 func TestRecipeSmoke(t *testing.T) {
