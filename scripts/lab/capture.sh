@@ -108,7 +108,8 @@ must cryptsetup open --key-file "$WORK/key" "$L2" capluks2
 cap crypt status-luks2.txt cryptsetup status capluks2
 cap blockdev blkid-luks2.txt blkid -p -o export "$L2"
 cap blockdev blkid-luks1.txt blkid -p -o export "$L1"
-cap crypt err-open-wrong-passphrase.txt cryptsetup open --key-file "$WORK/key" --test-passphrase "$L1" --key-slot 3
+# the right key, but for a key slot that holds none
+cap crypt err-open-keyslot-unused.txt cryptsetup open --key-file "$WORK/key" --test-passphrase "$L1" --key-slot 3
 printf 'nope' >"$WORK/wrong2"
 cap crypt err-open-wrong-key.txt cryptsetup open --key-file "$WORK/wrong2" "$L1" capbad
 cap crypt err-open-name-in-use.txt cryptsetup open --key-file "$WORK/key" "$L1" capluks2
@@ -143,7 +144,10 @@ cap raid mdstat-clean.txt cat /proc/mdstat
 cap raid examine-member.txt mdadm --examine --export "$R1A"
 cap raid detail-scan.txt mdadm --detail --scan
 cap blockdev blkid-linux-raid-member.txt blkid -p -o export "$R1A"
-cap blockdev err-mount-raid-member-busy.txt mount "$R1A" /mnt/lin
+# mount guesses the type from the md superblock; with -t it opens the
+# member, which the running array holds exclusively
+cap blockdev err-mount-raid-member.txt mount "$R1A" /mnt/lin
+cap blockdev err-mount-busy.txt mount -t ext4 "$R1A" /mnt/lin
 must mdadm /dev/md/caprd1 --fail "$R1B"
 must mdadm /dev/md/caprd1 --remove "$R1B"
 must mdadm /dev/md/caprd5 --fail "$R5C"
@@ -157,9 +161,12 @@ cap raid err-create-member-in-use.txt mdadm --create /dev/md/capbad2 --run --lev
 cap raid err-detail-not-md.txt mdadm --detail --export "$R0"
 cap raid err-stop-missing.txt mdadm --stop /dev/md/nosuch
 cap raid err-examine-no-superblock.txt mdadm --examine "$R0"
+MD1=$(readlink -f /dev/md/caprd1)
 must mdadm --stop /dev/md/caprd1
 must mdadm --stop /dev/md/caprd5
 cap raid mdstat-empty.txt cat /proc/mdstat
+cap raid err-detail-stopped.txt mdadm --detail --export /dev/md/caprd1
+cap raid err-detail-stopped-node.txt mdadm --detail --export "$MD1"
 
 ################ DRBD (8.4 kernel module, drbd-utils 9)
 D0=$(loop drbd0 64M)
@@ -182,11 +189,11 @@ cap drbd err-status-json-down.txt drbdsetup status --json capr0
 must drbdadm create-md --force capr0
 must drbdadm up capr0
 cap drbd proc-drbd-wfconnection-secondary.txt cat /proc/drbd
-cap drbd status-json-secondary.txt drbdsetup status --json capr0
+cap drbd err-status-json-secondary.txt drbdsetup status --json capr0
 cap drbd drbdadm-status-secondary.txt drbdadm status capr0
 must drbdadm primary --force capr0
 cap drbd proc-drbd-wfconnection-primary.txt cat /proc/drbd
-cap drbd status-json-primary.txt drbdsetup status --json capr0
+cap drbd err-status-json-primary.txt drbdsetup status --json capr0
 cap drbd drbdadm-status-primary.txt drbdadm status capr0
 cap drbd drbdadm-role.txt drbdadm role capr0
 cap drbd drbdadm-cstate.txt drbdadm cstate capr0
@@ -227,13 +234,24 @@ cap btrfs subvolume-show-toplevel.txt btrfs subvolume show /mnt/btrfs
 cap btrfs filesystem-show.txt btrfs filesystem show --raw /mnt/btrfs
 cap btrfs filesystem-usage.txt btrfs filesystem usage -b /mnt/btrfs
 cap btrfs err-subvolume-create-exists.txt btrfs subvolume create /mnt/btrfs/a
-cap btrfs err-subvolume-delete-not-subvol.txt btrfs subvolume delete /mnt/ext4
+cap btrfs err-subvolume-delete-not-btrfs.txt btrfs subvolume delete /mnt/ext4
+must mkdir /mnt/btrfs/plain
+cap btrfs err-subvolume-delete-not-subvol.txt btrfs subvolume delete /mnt/btrfs/plain
+cap btrfs err-subvolume-show-not-subvol.txt btrfs subvolume show /mnt/btrfs/plain
 cap btrfs err-subvolume-list-not-btrfs.txt btrfs subvolume list /mnt/ext4
 # lsblk over the whole stack (loop, LVM, dm-crypt, ...)
 must cryptsetup open --key-file "$WORK/key" "$L1" capluks1
 cap blockdev lsblk-all.json lsblk -J -b -O
 cap blockdev lsblk-columns.json lsblk -J -b -o NAME,KNAME,PATH,MAJ:MIN,TYPE,SIZE,FSTYPE,LABEL,UUID,PARTUUID,MOUNTPOINTS,RO,RM,PKNAME
-cap blockdev findmnt.json findmnt -J -b
+cap blockdev lsblk-probe.json lsblk -J -b -o NAME,KNAME,PATH,MAJ:MIN,TYPE,SIZE,LOG-SEC,RO,FSTYPE,FSVER,LABEL,UUID,PTTYPE,PTUUID,PARTUUID,PARTLABEL,PKNAME,MOUNTPOINTS "$FE" "$FX" "$FB" "$FV" "$R0"
+cap blockdev wipefs-probe.json wipefs --no-act -J "$FE" "$FX" "$FB" "$FV" "$R0"
+cap blockdev wipefs-empty.json wipefs --no-act -J "$R0"
+cap blockdev losetup-list.json losetup --json --list
+cap blockdev losetup-unattached.json losetup --json --list "$(losetup --find)"
+# the columns blockdev.Mounts asks for; --mountpoint as blockdev.MountsAt
+cap blockdev findmnt.json findmnt -J -o TARGET,SOURCE,FSTYPE,OPTIONS,MAJ:MIN
+cap blockdev findmnt-mountpoint.json findmnt -J -o TARGET,SOURCE,FSTYPE,OPTIONS,MAJ:MIN --mountpoint /mnt/ext4
+cap blockdev err-findmnt-not-mounted.json findmnt -J -o TARGET,SOURCE,FSTYPE,OPTIONS,MAJ:MIN --mountpoint /mnt/lin
 # mount/umount failures
 cap blockdev err-mount-already-mounted.txt mount "$FE" /mnt/ext4
 (cd /mnt/ext4 && exec sleep 20) &
@@ -243,12 +261,18 @@ cap blockdev err-umount-busy.txt umount /mnt/ext4
 kill $SLEEPER 2>/dev/null
 wait $SLEEPER 2>/dev/null
 cap blockdev err-mount-no-fs.txt mount "$R0" /mnt/lin
-cap blockdev err-mount-wrong-type.txt mount -t xfs "$FE" /mnt/lin
+# the ext4 device is mounted on /mnt/ext4: mounting it elsewhere fails
+cap blockdev err-mount-mounted-elsewhere.txt mount -t xfs "$FE" /mnt/lin
+# the vfat device is not mounted: a wrong -t is the kernel's EINVAL
+cap blockdev err-mount-wrong-type.txt mount -t xfs "$FV" /mnt/lin
 cap blockdev err-losetup-detach-missing.txt losetup -d /dev/loop250
-cap blockdev err-wipefs-in-use.txt wipefs -n "$FB"
+# --no-act lists a mounted fs (exit 0); erasing opens it O_EXCL and fails
+cap blockdev wipefs-mounted.json wipefs --no-act -J "$FB"
+cap blockdev err-wipefs-in-use.txt wipefs -a "$FB"
 cap fs err-mkfs-ext4-mounted.txt mkfs.ext4 -q "$FE"
-cap fs err-mkfs-xfs-existing-fs.txt mkfs.xfs -q "$FE"
+cap fs err-mkfs-xfs-mounted.txt mkfs.xfs -q "$FE"
 umount /mnt/ext4 /mnt/btrfs
+cap fs err-mkfs-xfs-existing-fs.txt mkfs.xfs -q "$FE"
 
 ################ versions
 cap versions lvm.txt lvm version
