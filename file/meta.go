@@ -17,7 +17,6 @@ package file
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -25,8 +24,6 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/bofhkit/bofh/internal/fsutil"
 )
 
 // Meta is the metadata bofh restores: mode, owner and times.
@@ -146,63 +143,44 @@ func checkPath(p string) error {
 	return nil
 }
 
-// copyFile copies src's content to a new file dst (which must not exist)
-// and gives it meta, syncing it to disk.
-func copyFile(src, dst string, m Meta) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", src, err)
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return fmt.Errorf("create %s: %w", dst, err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return fmt.Errorf("copy %s: %w", src, err)
-	}
-	if err := out.Sync(); err != nil {
-		out.Close()
-		return fmt.Errorf("sync %s: %w", dst, err)
-	}
-	if err := out.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", dst, err)
-	}
-	return applyMeta(dst, m, false)
-}
-
-// backupFile copies src to bk completely or not at all: a backup that
-// exists is whole, so an undo never restores a torn copy.
+// backupFile copies the regular file src to bk (in the step's own
+// directory) completely or not at all: a backup that exists is whole, so
+// an undo never restores a torn copy. src is opened without following a
+// symlink.
 func backupFile(src, bk string, m Meta) error {
-	part := bk + ".part"
-	os.Remove(part)
-	if err := copyFile(src, part, m); err != nil {
-		os.Remove(part)
+	d, err := openDir(filepath.Dir(bk))
+	if err != nil {
 		return err
 	}
-	if err := os.Rename(part, bk); err != nil {
+	defer d.close()
+	name, err := d.copyTemp(filepath.Base(bk)+".part.", src, m, true)
+	if err != nil {
+		return err
+	}
+	if err := d.replace(name, filepath.Base(bk)); err != nil {
+		d.remove(name)
 		return fmt.Errorf("rename backup: %w", err)
 	}
-	return fsutil.SyncDir(filepath.Dir(bk))
+	return nil
 }
 
-// replaceFile puts a copy of src (with meta) at path atomically.
-func replaceFile(src, path string, m Meta) error {
-	tmp := tempName(path)
-	if err := copyFile(src, tmp, m); err != nil {
-		os.Remove(tmp)
+// replaceFile puts a copy of src (with meta) at path atomically, through
+// a temporary named by tag in path's pinned parent directory.
+func replaceFile(src, path, tag string, m Meta) error {
+	d, err := openDir(filepath.Dir(path))
+	if err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("rename into %s: %w", path, err)
+	defer d.close()
+	name, err := d.copyTemp(tag, src, m, true)
+	if err != nil {
+		return err
 	}
-	return fsutil.SyncDir(filepath.Dir(path))
-}
-
-func tempName(path string) string {
-	return filepath.Join(filepath.Dir(path), ".bofh-tmp-"+filepath.Base(path))
+	if err := d.replace(name, filepath.Base(path)); err != nil {
+		d.remove(name)
+		return err
+	}
+	return nil
 }
 
 func exists(p string) (os.FileInfo, bool, error) {

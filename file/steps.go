@@ -178,29 +178,17 @@ func doWrite(_ context.Context, env *atomic.Env, w Write, u writeUndo) (WriteRes
 			}
 		}
 	}
-	tmp := tempName(w.Path)
-	os.Remove(tmp)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	d, err := openDir(filepath.Dir(w.Path))
 	if err != nil {
-		return WriteResult{}, fmt.Errorf("write %s: %w", tmp, err)
+		return WriteResult{}, fmt.Errorf("write %s: %w", w.Path, err)
 	}
-	if err := fsutil.WriteSyncClose(f, data); err != nil {
-		os.Remove(tmp)
-		return WriteResult{}, fmt.Errorf("write %s: %w", tmp, err)
+	defer d.close()
+	name, err := d.writeTemp(tempTag(env.TxID, env.Step), data, want, false)
+	if err != nil {
+		return WriteResult{}, fmt.Errorf("write %s: %w", w.Path, err)
 	}
-	if err := os.Lchown(tmp, want.UID, want.GID); err != nil {
-		os.Remove(tmp)
-		return WriteResult{}, fmt.Errorf("chown %s: %w", w.Path, err)
-	}
-	if err := os.Chmod(tmp, os.FileMode(want.Mode&0o777)|specialBits(want.Mode)); err != nil {
-		os.Remove(tmp)
-		return WriteResult{}, fmt.Errorf("chmod %s: %w", w.Path, err)
-	}
-	if err := os.Rename(tmp, w.Path); err != nil {
-		os.Remove(tmp)
-		return WriteResult{}, fmt.Errorf("rename into %s: %w", w.Path, err)
-	}
-	if err := fsutil.SyncDir(filepath.Dir(w.Path)); err != nil {
+	if err := d.replace(name, filepath.Base(w.Path)); err != nil {
+		d.remove(name)
 		return WriteResult{}, err
 	}
 	return result(w.Path, data), nil
@@ -221,7 +209,14 @@ func specialBits(m uint32) os.FileMode {
 }
 
 func undoWrite(_ context.Context, env *atomic.Env, w Write, u writeUndo, _ WriteResult) error {
-	os.Remove(tempName(w.Path))
+	// A Do that was cut short may have left its temporary beside the target.
+	if d, err := openDir(filepath.Dir(w.Path)); err == nil {
+		err := d.removeTemps(tempTag(env.TxID, env.Step))
+		d.close()
+		if err != nil {
+			return err
+		}
+	}
 	if u.Existed {
 		dir, err := env.StepDir()
 		if err != nil {
@@ -234,7 +229,7 @@ func undoWrite(_ context.Context, env *atomic.Env, w Write, u writeUndo, _ Write
 			// no backup: Do never got as far as changing the file
 			return u.Parent.restore()
 		}
-		if err := replaceFile(bk, w.Path, *u.Meta); err != nil {
+		if err := replaceFile(bk, w.Path, tempTag(env.TxID, env.Step), *u.Meta); err != nil {
 			return fmt.Errorf("restore %s: %w", w.Path, err)
 		}
 	} else {
@@ -358,7 +353,7 @@ func undoRemove(_ context.Context, env *atomic.Env, r Remove, u removeUndo, _ st
 		} else if !ok {
 			return fmt.Errorf("%s is gone and its backup %s is missing", r.Path, bk)
 		}
-		if err := replaceFile(bk, r.Path, u.Meta); err != nil {
+		if err := replaceFile(bk, r.Path, tempTag(env.TxID, env.Step), u.Meta); err != nil {
 			return fmt.Errorf("restore %s: %w", r.Path, err)
 		}
 	}
