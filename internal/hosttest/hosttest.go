@@ -60,7 +60,8 @@ func output(argv ...string) (string, error) {
 func LoopFile(t testing.TB, size int64) string {
 	t.Helper()
 	RequireRoot(t)
-	f, err := os.CreateTemp(t.TempDir(), "loop-*.img")
+	sweep()
+	f, err := os.CreateTemp("", ownedName("loop", "*.img"))
 	if err != nil {
 		t.Fatalf("hosttest: %v", err)
 	}
@@ -86,11 +87,16 @@ func LoopFile(t testing.TB, size int64) string {
 
 // TempMount mounts source (a device, or a pseudo filesystem name) of type
 // fstype with the given options (may be empty) on a fresh temporary
-// directory and returns it. It is unmounted in t.Cleanup (lazily if busy).
+// directory and returns it. It is unmounted in t.Cleanup (lazily if busy)
+// and the directory removed.
 func TempMount(t testing.TB, source, fstype, options string) string {
 	t.Helper()
 	RequireRoot(t)
-	dir := t.TempDir()
+	sweep()
+	dir, err := os.MkdirTemp("", ownedName("mnt", "*"))
+	if err != nil {
+		t.Fatalf("hosttest: %v", err)
+	}
 	argv := []string{"mount"}
 	if fstype != "" {
 		argv = append(argv, "-t", fstype)
@@ -100,13 +106,18 @@ func TempMount(t testing.TB, source, fstype, options string) string {
 	}
 	argv = append(argv, source, dir)
 	if _, err := output(argv...); err != nil {
+		os.Remove(dir)
 		t.Fatalf("hosttest: %v", err)
 	}
 	t.Cleanup(func() {
 		if err := unix.Unmount(dir, 0); err != nil {
 			if err2 := unix.Unmount(dir, unix.MNT_DETACH); err2 != nil {
 				t.Errorf("hosttest: cleanup: umount %s: %v", dir, err)
+				return
 			}
+		}
+		if err := os.Remove(dir); err != nil {
+			t.Errorf("hosttest: cleanup: %v", err)
 		}
 	})
 	return dir
@@ -121,21 +132,31 @@ type NS struct {
 }
 
 // NetNS creates a network namespace with `ip netns add name` and deletes it
-// in t.Cleanup. name must be unique among concurrently running tests.
+// in t.Cleanup. name must be unique among concurrently running tests. A
+// marker file names this process as its owner, so that the next test
+// process deletes the namespace if this one is killed before its cleanup.
 func NetNS(t testing.TB, name string) *NS {
 	t.Helper()
 	RequireRoot(t)
 	if name == "" || strings.ContainsAny(name, "/ \t\n") || name == "." || name == ".." {
 		t.Fatalf("hosttest: bad netns name %q", name)
 	}
+	sweep()
+	marker := filepath.Join(os.TempDir(), ownedName("netns", name))
+	if err := os.WriteFile(marker, nil, 0o644); err != nil {
+		t.Fatalf("hosttest: %v", err)
+	}
 	if _, err := output("ip", "netns", "add", name); err != nil {
+		os.Remove(marker)
 		t.Fatalf("hosttest: %v", err)
 	}
 	ns := &NS{Name: name, Path: filepath.Join("/run/netns", name)}
 	t.Cleanup(func() {
 		if _, err := output("ip", "netns", "delete", name); err != nil {
 			t.Errorf("hosttest: cleanup: %v", err)
+			return
 		}
+		os.Remove(marker)
 	})
 	return ns
 }

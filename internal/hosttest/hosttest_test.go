@@ -1,14 +1,21 @@
 package hosttest
 
 import (
+	"bufio"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
 )
 
@@ -166,5 +173,106 @@ func TestSshd(t *testing.T) {
 	if c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port))); err == nil {
 		c.Close()
 		t.Fatalf("port %d still accepts after Stop", s.Port)
+	}
+}
+
+const leakChildEnv = "BOFH_HOSTTEST_LEAK_CHILD"
+
+// TestLeakChild is TestSweepAfterKill's child: it makes one of everything,
+// reports it on stdout and waits to be killed.
+func TestLeakChild(t *testing.T) {
+	ns := os.Getenv(leakChildEnv)
+	if ns == "" {
+		t.Skip("helper process for TestSweepAfterKill")
+	}
+	dev := LoopFile(t, 16<<20)
+	Cmd(t, "mkfs.ext4", "-q", dev)
+	mnt := TempMount(t, dev, "ext4", "")
+	NetNS(t, ns)
+	s := Sshd(t)
+	var keyDir string
+	for i, a := range s.SSH {
+		if a == "-i" {
+			keyDir = filepath.Dir(s.SSH[i+1])
+		}
+	}
+	fmt.Printf("READY %s %s %s %d\n", dev, mnt, keyDir, s.Port)
+	time.Sleep(time.Minute)
+	t.Fatal("not killed")
+}
+
+// TestSweepAfterKill SIGKILLs a test process that holds a loop device, a
+// mount on it, a network namespace and an sshd: sshd dies with it (the
+// parent-death signal), the kernel objects survive it, and Sweep removes
+// them and the files named after the dead process.
+func TestSweepAfterKill(t *testing.T) {
+	RequireRoot(t)
+	ns := fmt.Sprintf("bofh-sweep-%d", os.Getpid())
+	cmd := exec.Command(os.Args[0], "-test.run=^TestLeakChild$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), leakChildEnv+"="+ns)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	var dev, mnt, keyDir string
+	var port int
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		if _, err := fmt.Sscanf(sc.Text(), "READY %s %s %s %d", &dev, &mnt, &keyDir, &port); err == nil {
+			break
+		}
+	}
+	if dev == "" {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("child did not get ready:\n%s", stderr.String())
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	backing := Cmd(t, "losetup", "--noheadings", "--output", "BACK-FILE", dev)
+	left := func() []string {
+		var l []string
+		if _, err := os.Stat("/sys/block/" + filepath.Base(dev) + "/loop/backing_file"); err == nil {
+			l = append(l, "loop "+dev)
+		}
+		if b, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(b), " "+mnt+" ") {
+			l = append(l, "mount "+mnt)
+		}
+		if _, err := os.Stat("/run/netns/" + ns); err == nil {
+			l = append(l, "netns "+ns)
+		}
+		for _, p := range []string{mnt, keyDir, strings.TrimSuffix(backing, " (deleted)")} {
+			if _, err := os.Stat(p); err == nil {
+				l = append(l, "file "+p)
+			}
+		}
+		if c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err == nil {
+			c.Close()
+			l = append(l, "sshd on port "+strconv.Itoa(port))
+		}
+		sort.Strings(l)
+		return l
+	}
+	// sshd gets SIGKILL from the kernel; give it a moment to go.
+	for i := 0; i < 50 && slices.ContainsFunc(left(), func(s string) bool { return strings.HasPrefix(s, "sshd") }); i++ {
+		time.Sleep(100 * time.Millisecond)
+	}
+	want := []string{"file " + strings.TrimSuffix(backing, " (deleted)"), "file " + keyDir, "file " + mnt,
+		"loop " + dev, "mount " + mnt, "netns " + ns}
+	sort.Strings(want)
+	if diff := cmp.Diff(want, left()); diff != "" {
+		t.Fatalf("after SIGKILL (-want +got):\n%s", diff)
+	}
+	if err := Sweep(os.TempDir()); err != nil {
+		t.Errorf("sweep: %v", err)
+	}
+	if diff := cmp.Diff([]string(nil), left()); diff != "" {
+		t.Fatalf("after Sweep (-want +got):\n%s", diff)
 	}
 }

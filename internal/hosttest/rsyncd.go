@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -75,15 +76,16 @@ func rsyncDaemon(t testing.TB, dir, user, password string) (url string, stop fun
 	return "", nil
 }
 
-// serve starts cmd (its output to out, which it closes), waits until addr
-// accepts connections and returns a stop function (kill and reap; it may
-// be called any number of times), also run at cleanup. A daemon that
-// exits or does not listen is stopped and the error returned, so that
-// the caller may try another port; a daemon that cannot start fails t.
+// serve starts cmd with StartDaemon (its output to out, which it
+// closes), waits until addr accepts connections and returns a stop
+// function (kill its process group and reap; it may be called any number
+// of times), also run at cleanup. A daemon that exits or does not listen
+// is stopped and the error returned, so that the caller may try another
+// port; a daemon that cannot start fails t.
 func serve(t testing.TB, cmd *exec.Cmd, out *os.File, addr string) (func(), error) {
 	t.Helper()
 	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
+	if err := StartDaemon(cmd); err != nil {
 		out.Close()
 		t.Fatalf("hosttest: start %s: %v", cmd.Path, err)
 	}
@@ -92,7 +94,8 @@ func serve(t testing.TB, cmd *exec.Cmd, out *os.File, addr string) (func(), erro
 	var once sync.Once
 	stop := func() {
 		once.Do(func() {
-			cmd.Process.Kill()
+			// the daemon and the children it forked for connections
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			<-exited
 		})
 	}

@@ -61,7 +61,8 @@ func Sshd(t testing.TB) *SSHServer {
 	}
 	// not t.TempDir: its name comes from the test's and may hold spaces,
 	// which neither sshd_config nor RSYNC_RSH take unquoted
-	tmp, err := os.MkdirTemp("", "bofh-sshd-")
+	sweep()
+	tmp, err := os.MkdirTemp("", ownedName("tmp", "sshd-*"))
 	if err != nil {
 		t.Fatalf("hosttest: %v", err)
 	}
