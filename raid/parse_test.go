@@ -4,10 +4,14 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
-	"time"
+
+	lab "github.com/bofhkit/bofh/internal/capture"
 )
 
+// capture reads a hand-copied fixture of testdata/raid: raid0 and raid10,
+// which testdata/capture does not hold (see capture_test.go for the rest).
 func capture(t testing.TB, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("..", "testdata", "raid", name))
@@ -25,13 +29,6 @@ func TestParseDetail(t *testing.T) {
 		members  []Member
 		degraded bool
 	}{
-		{"detail-raid1-clean.export", "raid1", 2, []Member{
-			{Device: "/dev/loop0", Role: "0", Slot: 0}, {Device: "/dev/loop1", Role: "1", Slot: 1}}, false},
-		{"detail-raid1-degraded.export", "raid1", 2, []Member{
-			{Device: "/dev/loop0", Role: "0", Slot: 0}, {Device: "/dev/loop1", Role: "spare", Slot: -1, Spare: true}}, true},
-		{"detail-raid1-removed.export", "raid1", 2, []Member{{Device: "/dev/loop0", Role: "0", Slot: 0}}, true},
-		{"detail-raid5-clean.export", "raid5", 3, []Member{
-			{Device: "/dev/loop2", Role: "0", Slot: 0}, {Device: "/dev/loop3", Role: "1", Slot: 1}, {Device: "/dev/loop4", Role: "2", Slot: 2}}, false},
 		{"detail-raid10.export", "raid10", 4, []Member{
 			{Device: "/dev/loop0", Role: "0", Slot: 0}, {Device: "/dev/loop1", Role: "1", Slot: 1},
 			{Device: "/dev/loop2", Role: "2", Slot: 2}, {Device: "/dev/loop3", Role: "3", Slot: 3}}, false},
@@ -59,69 +56,11 @@ func TestParseDetail(t *testing.T) {
 	}
 }
 
-func TestMergeStat(t *testing.T) {
-	for _, tc := range []struct {
-		detail, stat string
-		faulty       string
-		rebuilding   string
-		degraded     bool
-		action       string
-	}{
-		{"detail-raid1-degraded.export", "mdstat-raid1-degraded.txt", "/dev/loop1", "", true, ""},
-		{"detail-raid1-recovery.export", "mdstat-raid1-recovery.txt", "", "/dev/loop1", true, "recovery"},
-		{"detail-raid1-resync.export", "mdstat-raid1-resync.txt", "", "", false, "resync"},
-	} {
-		t.Run(tc.detail, func(t *testing.T) {
-			a, _ := ParseDetail("/dev/md0", capture(t, tc.detail))
-			st, err := ParseMDStat(capture(t, tc.stat))
-			if err != nil {
-				t.Fatal(err)
-			}
-			mergeStat(a, st)
-			for _, m := range a.Members {
-				if m.Faulty != (m.Device == tc.faulty) || m.Rebuilding != (m.Device == tc.rebuilding) {
-					t.Errorf("member %+v: want faulty=%q rebuilding=%q", m, tc.faulty, tc.rebuilding)
-				}
-				if m.Faulty && m.Spare {
-					t.Errorf("member %+v both faulty and spare", m)
-				}
-			}
-			if a.Degraded != tc.degraded {
-				t.Errorf("degraded %v", a.Degraded)
-			}
-			if got := ""; a.Sync != nil {
-				got = a.Sync.Action
-				if got != tc.action || a.Sync.Device != "/dev/md0" {
-					t.Errorf("sync %+v, want %s", a.Sync, tc.action)
-				}
-			} else if tc.action != "" {
-				t.Errorf("no sync, want %s", tc.action)
-			}
-		})
-	}
-}
-
 func TestParseMDStat(t *testing.T) {
 	for _, tc := range []struct {
 		file   string
 		arrays []StatArray
 	}{
-		{"mdstat-empty.txt", []StatArray{}},
-		{"mdstat-raid1-resync.txt", []StatArray{{Name: "md0", State: "active", Level: "raid1",
-			Members: []StatMember{{Name: "loop1", Index: 1}, {Name: "loop0", Index: 0}},
-			Blocks:  64512, RaidDevices: 2, InSync: 2, Status: "UU",
-			Sync: &Progress{Device: "/dev/md0", Action: "resync", Percent: 11.0, Done: 7360, Total: 64512, Speed: 7360, Finish: 6 * time.Second}}}},
-		{"mdstat-raid1-degraded.txt", []StatArray{{Name: "md0", State: "active", Level: "raid1",
-			Members: []StatMember{{Name: "loop1", Index: 1, Faulty: true}, {Name: "loop0", Index: 0}},
-			Blocks:  64512, RaidDevices: 2, InSync: 1, Status: "U_"}}},
-		{"mdstat-two.txt", []StatArray{
-			{Name: "md1", State: "active", Level: "raid5",
-				Members: []StatMember{{Name: "loop4", Index: 3}, {Name: "loop3", Index: 1}, {Name: "loop2", Index: 0}},
-				Blocks:  129024, RaidDevices: 3, InSync: 2, Status: "UU_",
-				Sync: &Progress{Device: "/dev/md1", Action: "recovery", Percent: 38.5, Done: 25336, Total: 64512, Speed: 25336}},
-			{Name: "md0", State: "active", Level: "raid1",
-				Members: []StatMember{{Name: "loop1", Index: 2}, {Name: "loop0", Index: 0}},
-				Blocks:  64512, RaidDevices: 2, InSync: 2, Status: "UU"}}},
 		{"mdstat-raid0.txt", []StatArray{{Name: "md3", State: "active", Level: "raid0",
 			Members: []StatMember{{Name: "loop1", Index: 1}, {Name: "loop0", Index: 0}}, Blocks: 126976}}},
 	} {
@@ -156,17 +95,14 @@ func TestParseMDStat(t *testing.T) {
 }
 
 func TestParseExamine(t *testing.T) {
-	sb := ParseExamine(capture(t, "examine-loop0.export"))
-	if sb == nil || sb.UUID != "0088aa75:2d81cf8c:dfa63e5f:c2a768f6" || sb.Level != "raid1" || sb.Name != "bofh-lab:0" {
-		t.Errorf("got %+v", sb)
-	}
 	if ParseExamine(nil) != nil {
 		t.Error("empty output has a superblock")
 	}
 }
 
 func FuzzParseMDStat(f *testing.F) {
-	for _, n := range []string{"mdstat-empty.txt", "mdstat-raid1-resync.txt", "mdstat-raid1-degraded.txt", "mdstat-two.txt", "mdstat-raid10.txt", "mdstat-raid0.txt", "mdstat-raid5-resync.txt"} {
+	lab.Seed(f, "raid", func(n string) bool { return strings.HasPrefix(n, "mdstat-") })
+	for _, n := range []string{"mdstat-raid10.txt", "mdstat-raid0.txt"} {
 		f.Add(capture(f, n))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -183,7 +119,8 @@ func FuzzParseMDStat(f *testing.F) {
 }
 
 func FuzzParseDetail(f *testing.F) {
-	for _, n := range []string{"detail-raid1-clean.export", "detail-raid1-degraded.export", "detail-raid10.export", "examine-loop0.export"} {
+	lab.Seed(f, "raid", func(n string) bool { return strings.HasPrefix(n, "detail-") || strings.HasPrefix(n, "examine-") })
+	for _, n := range []string{"detail-raid0.export", "detail-raid10.export"} {
 		f.Add(capture(f, n))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {

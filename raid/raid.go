@@ -210,13 +210,16 @@ func Examine(ctx context.Context, r run.Runner, dev string) (*Superblock, error)
 }
 
 // IsNotActive reports whether a mdadm error says the array is not running
-// (or its device node does not exist).
+// (or its device node does not exist). A device mdadm cannot open for
+// another reason ("cannot open /dev/loop6: Device or resource busy") is
+// not a stopped array.
 func IsNotActive(err error) bool {
-	// mdadm 4.2 (captured): "cannot open /dev/md1: No such file or
-	// directory" for a missing node, "Array associated with md device
-	// /dev/md7 does not exist." for a node without an array.
+	// mdadm 4.2 (testdata/capture/raid/err-*): "cannot open /dev/md1: No
+	// such file or directory" or "error opening /dev/md/x: No such file
+	// or directory" for a missing node, "Array associated with md device
+	// /dev/md127 does not exist." for a stopped array.
 	return run.StderrContains(err, "does not appear to be active", "No such file or directory",
-		"cannot open", "Array associated with md device", "is not an md array")
+		"Array associated with md device", "is not an md array")
 }
 
 // IsNoSuperblock reports whether `mdadm --examine` found no superblock.
