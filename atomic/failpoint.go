@@ -1,28 +1,44 @@
 package atomic
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/bofhkit/bofh/run"
 )
 
 // Failpoint phases.
 const (
 	FailBefore = "before" // after the intent record, before the effect
 	FailAfter  = "after"  // after the effect, before the done record
-	FailUndo   = "undo"   // in the step's undo
+	FailUndo   = "undo"   // in the step's undo, before it runs
+	// FailCmd, followed by a number k ("cmd2"), fires right before the
+	// k-th mutating command (run.Mutation) that the step's Do runs: a
+	// crash in the middle of a step of several commands. Queries are not
+	// counted. If Do runs fewer than k mutations, it never fires.
+	FailCmd = "cmd"
+	// FailUndoCmd, followed by a number k ("undocmd1"), fires right before
+	// the k-th mutating command that the step's Undo runs.
+	FailUndoCmd = "undocmd"
 )
 
 // FailEnv is the environment variable holding failpoints:
-// BOFH_FAIL=<n>:<before|after|undo>:<error|kill>[,…].
+// BOFH_FAIL=<n>:<before|after|undo|cmd<k>|undocmd<k>>:<error|kill>[,…].
+// n is the step's 1-based number in the transaction, k a mutating
+// command's 1-based number within the step's Do (cmd) or Undo (undocmd).
+// "error" makes the step fail with an error wrapping ErrFailpoint (for
+// cmd<k>: instead of running the command); "kill" SIGKILLs the process.
 const FailEnv = "BOFH_FAIL"
 
 type failpoint struct {
 	step  int
-	phase string
+	phase string // FailBefore, FailAfter, FailUndo, FailCmd or FailUndoCmd
+	cmd   int    // k of cmd<k> and undocmd<k>
 	kill  bool
 }
 
@@ -32,7 +48,8 @@ type Failpoints []failpoint
 // ErrFailpoint is returned by a failpoint set to "error".
 var ErrFailpoint = fmt.Errorf("failpoint")
 
-// ParseFailpoints parses a BOFH_FAIL value such as "3:after:kill,5:undo:error".
+// ParseFailpoints parses a BOFH_FAIL value such as
+// "3:after:kill,5:undo:error,2:cmd2:kill".
 func ParseFailpoints(s string) (Failpoints, error) {
 	var out Failpoints
 	for _, part := range strings.Split(s, ",") {
@@ -42,19 +59,33 @@ func ParseFailpoints(s string) (Failpoints, error) {
 		}
 		f := strings.Split(part, ":")
 		if len(f) != 3 {
-			return nil, fmt.Errorf("%w: %s %q: want <n>:<before|after|undo>:<error|kill>", ErrInvalid, FailEnv, part)
+			return nil, fmt.Errorf("%w: %s %q: want <n>:<before|after|undo|cmd<k>|undocmd<k>>:<error|kill>", ErrInvalid, FailEnv, part)
 		}
 		n, err := strconv.Atoi(f[0])
 		if err != nil || n < 1 {
 			return nil, fmt.Errorf("%w: %s %q: step must be a number from 1", ErrInvalid, FailEnv, part)
 		}
-		if f[1] != FailBefore && f[1] != FailAfter && f[1] != FailUndo {
-			return nil, fmt.Errorf("%w: %s %q: phase must be before, after or undo", ErrInvalid, FailEnv, part)
+		fp := failpoint{step: n, phase: f[1]}
+		switch {
+		case f[1] == FailBefore, f[1] == FailAfter, f[1] == FailUndo:
+		case strings.HasPrefix(f[1], FailUndoCmd), strings.HasPrefix(f[1], FailCmd):
+			fp.phase = FailCmd
+			if strings.HasPrefix(f[1], FailUndoCmd) {
+				fp.phase = FailUndoCmd
+			}
+			k, err := strconv.Atoi(strings.TrimPrefix(f[1], fp.phase))
+			if err != nil || k < 1 || strconv.Itoa(k) != strings.TrimPrefix(f[1], fp.phase) {
+				return nil, fmt.Errorf("%w: %s %q: %s must be followed by a command number from 1", ErrInvalid, FailEnv, part, fp.phase)
+			}
+			fp.cmd = k
+		default:
+			return nil, fmt.Errorf("%w: %s %q: phase must be before, after, undo, cmd<k> or undocmd<k>", ErrInvalid, FailEnv, part)
 		}
 		if f[2] != "error" && f[2] != "kill" {
 			return nil, fmt.Errorf("%w: %s %q: action must be error or kill", ErrInvalid, FailEnv, part)
 		}
-		out = append(out, failpoint{step: n, phase: f[1], kill: f[2] == "kill"})
+		fp.kill = f[2] == "kill"
+		out = append(out, fp)
 	}
 	return out, nil
 }
@@ -64,12 +95,56 @@ func ParseFailpoints(s string) (Failpoints, error) {
 func (fs Failpoints) hit(n int, phase string) error {
 	for _, f := range fs {
 		if f.step == n && f.phase == phase {
-			if f.kill {
-				_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
-				time.Sleep(time.Hour) // the signal is on its way
-			}
-			return fmt.Errorf("%w: step %d %s", ErrFailpoint, n, phase)
+			return f.fire(fmt.Sprintf("step %d %s", n, phase))
 		}
 	}
 	return nil
+}
+
+func (f failpoint) fire(what string) error {
+	if f.kill {
+		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		time.Sleep(time.Hour) // the signal is on its way
+	}
+	return fmt.Errorf("%w: %s", ErrFailpoint, what)
+}
+
+// runner returns r, wrapped to fire a cmd<k> (phase FailCmd) or
+// undocmd<k> (FailUndoCmd) failpoint set for step n: the wrapper counts
+// the mutating commands run through it. Without such a failpoint it
+// returns r itself.
+func (fs Failpoints) runner(r run.Runner, n int, phase string) run.Runner {
+	var at []failpoint
+	for _, f := range fs {
+		if f.step == n && f.phase == phase {
+			at = append(at, f)
+		}
+	}
+	if len(at) == 0 {
+		return r
+	}
+	return &failRunner{inner: r, at: at, step: n}
+}
+
+// failRunner counts a step's mutating commands and fires its failpoints
+// before the k-th.
+type failRunner struct {
+	inner     run.Runner
+	at        []failpoint
+	step      int
+	mutations int
+}
+
+// Run fires a failpoint set for this command's number, or runs it.
+func (f *failRunner) Run(ctx context.Context, c run.Cmd) (run.Result, error) {
+	if c.Kind == run.Mutation {
+		f.mutations++
+		for _, fp := range f.at {
+			if fp.cmd == f.mutations {
+				err := fp.fire(fmt.Sprintf("step %d %s%d (before %s)", f.step, fp.phase, fp.cmd, c.String()))
+				return run.Result{ExitCode: -1}, err
+			}
+		}
+	}
+	return f.inner.Run(ctx, c)
 }

@@ -430,7 +430,11 @@ func (tx *Tx) act(ctx context.Context, k kind, p Params, st *step, env *Env) err
 // perform runs Do, the "after" failpoint and the done record.
 func (tx *Tx) perform(ctx context.Context, k kind, p Params, st *step, env *Env) error {
 	start := time.Now()
-	res, err := k.do(ctx, env, p, st.undo)
+	denv := *env
+	if !tx.o.dryRun {
+		denv.Runner = tx.fp.runner(env.Runner, st.n, FailCmd)
+	}
+	res, err := k.do(ctx, &denv, p, st.undo)
 	if err != nil {
 		return err
 	}
@@ -627,6 +631,7 @@ func undoStep(ctx context.Context, tx *Tx, k kind, st *step) error {
 	if err := tx.fp.hit(st.n, FailUndo); err != nil {
 		return err
 	}
+	env.Runner = tx.fp.runner(env.Runner, st.n, FailUndoCmd)
 	return k.undo(ctx, env, p, st.undo, result)
 }
 
