@@ -217,21 +217,28 @@ func TestDRBDBadInput(t *testing.T) {
 func TestConfigRerunIsNoop(t *testing.T) {
 	dir := t.TempDir()
 	w := WriteConfig{Resource: twoNodes(), Dir: dir}
-	for i := 0; i < 2; i++ {
-		// second run: same file, same port and minor, step is a no-op
-		// (its undo must not remove the file written by the first run)
-		if err := runDRBD(t, run.NewFake(t), "1:undo:error", []atomic.Params{w}); err != nil {
-			t.Fatalf("run %d: %v", i, err)
-		}
+	if err := runDRBD(t, run.NewFake(t), "", []atomic.Params{w}); err != nil {
+		t.Fatalf("first run: %v", err)
 	}
+	// second run: same file, same port and minor, the step is a no-op. The
+	// transaction fails after it and rolls back: the no-op's undo must not
+	// run (it would remove the file the first run wrote); if it did, the
+	// undo failpoint on step 1 would make the rollback incomplete (exit 3)
+	later := errors.New("later failure")
+	state := t.TempDir()
 	err := atomic.Run(context.Background(), "x", func(tx *atomic.Tx) error {
 		if err := tx.Do(context.Background(), w, nil); err != nil {
 			return err
 		}
-		return errors.New("later failure")
-	}, atomic.WithStateDir(t.TempDir()), atomic.WithRunner(run.NewFake(t)))
-	if atomic.ExitCode(err) != 1 {
-		t.Fatal(err)
+		return later
+	}, atomic.WithStateDir(state), atomic.WithRunner(run.NewFake(t)), atomic.WithFailpoints("1:undo:error"))
+	if !errors.Is(err, later) || errors.Is(err, atomic.ErrFailpoint) || atomic.ExitCode(err) != atomic.ExitRolledBack {
+		t.Fatalf("got %v (exit %d), want the later failure, rolled back without undoing the no-op", err, atomic.ExitCode(err))
+	}
+	if txs, _ := atomic.List(state); len(txs) != 1 {
+		t.Fatalf("journals: %+v", txs)
+	} else if d, _ := atomic.Show(state, txs[0].ID); len(d.Steps) != 1 || d.Steps[0].Status != atomic.StatusNoop {
+		t.Errorf("second run's step: %+v, want a no-op", d.Steps)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "data.res")); err != nil {
 		t.Errorf("rollback of a no-op removed the existing file: %v", err)

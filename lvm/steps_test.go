@@ -400,7 +400,9 @@ func TestCommandCounts(t *testing.T) {
 	}
 	t.Logf("workflow of %d steps: %d commands (%d mutations)", len(steps), len(s.calls), len(s.mutations()))
 	s = newSim()
-	_ = runSteps(t, s, fmt.Sprintf("%d:after:error", len(steps)), steps...)
+	if err := runSteps(t, s, fmt.Sprintf("%d:after:error", len(steps)), steps...); !errors.Is(err, atomic.ErrFailpoint) || atomic.ExitCode(err) != atomic.ExitRolledBack {
+		t.Fatalf("failing after the last step: %v (exit %d), want the failpoint, rolled back", err, atomic.ExitCode(err))
+	}
 	t.Logf("same, failing after the last step and rolled back: %d commands (%d mutations)", len(s.calls), len(s.mutations()))
 }
 

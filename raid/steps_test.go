@@ -324,11 +324,21 @@ func TestRefusals(t *testing.T) {
 		f.Done()
 	})
 	t.Run("same array is a noop", func(t *testing.T) {
+		// the transaction fails after the no-op step and rolls back: the
+		// fake runner allows no undo command, and the undo failpoint on
+		// step 1 turns the rollback incomplete (exit 3) if its undo ran
 		fakeDevices(t)
 		f := run.NewFake(t)
 		expectDetail(f, states(t)["clean"])
-		if err := runSteps(t, f, "1:undo:error", []atomic.Params{create}); err != nil {
-			t.Fatal(err)
+		later := errors.New("later failure")
+		err := atomic.Run(context.Background(), "raid-test", func(tx *atomic.Tx) error {
+			if err := tx.Do(context.Background(), create, nil); err != nil {
+				return err
+			}
+			return later
+		}, atomic.WithStateDir(t.TempDir()), atomic.WithRunner(f), atomic.WithFailpoints("1:undo:error"))
+		if !errors.Is(err, later) || errors.Is(err, atomic.ErrFailpoint) || atomic.ExitCode(err) != atomic.ExitRolledBack {
+			t.Fatalf("got %v (exit %d), want the later failure, rolled back without undoing the no-op", err, atomic.ExitCode(err))
 		}
 		f.Done()
 	})

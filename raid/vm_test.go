@@ -225,7 +225,7 @@ func TestVMRollbackAndBadInput(t *testing.T) {
 			}
 			return tx.Do(ctx, raid.Add{Device: "/dev/md23", Member: devs[3]}, nil)
 		}, atomic.WithStateDir(t.TempDir()), atomic.WithFailpoints(phase))
-		if atomic.ExitCode(err) != 1 {
+		if !errors.Is(err, atomic.ErrFailpoint) || atomic.ExitCode(err) != 1 {
 			t.Fatalf("%s: %v", phase, err)
 		}
 		if _, err := raid.Detail(ctx, &run.Local{}, "/dev/md23"); !errors.Is(err, raid.ErrNotActive) {
