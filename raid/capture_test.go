@@ -15,23 +15,11 @@ import (
 	"github.com/bofhkit/bofh/run"
 )
 
-// classes runs every mdadm error classifier of the package over err and
-// names the ones that say yes.
-func classes(err error) []string {
-	var out []string
-	for _, c := range []struct {
-		name string
-		is   func(error) bool
-	}{
-		{"not-active", IsNotActive},
-		{"no-superblock", IsNoSuperblock},
-		{"busy", IsBusy},
-	} {
-		if c.is(err) {
-			out = append(out, c.name)
-		}
-	}
-	return out
+// classifiers are the package's mdadm error classifiers.
+var classifiers = []lab.Classifier{
+	{Class: "not-active", Is: IsNotActive},
+	{Class: "no-superblock", Is: IsNoSuperblock},
+	{Class: "busy", Is: IsBusy},
 }
 
 // errorClasses is what each err-* capture of testdata/capture/raid must
@@ -236,7 +224,7 @@ func TestCaptures(t *testing.T) {
 		}
 	})
 
-	checkErrors(t, d, errorClasses, classes)
+	d.CheckErrors(t, errorClasses, classifiers)
 
 	// Detail reports a stopped array as ErrNotActive, and nothing else.
 	for _, name := range d.Errors() {
@@ -253,30 +241,6 @@ func TestCaptures(t *testing.T) {
 				t.Errorf("Detail: %v; want ErrNotActive %v", err, want)
 			}
 		})
-	}
-}
-
-// checkErrors compares the classes of every err-* capture in d with the
-// table, and fails on a capture missing from the table or a table row
-// with no capture.
-func checkErrors(t *testing.T, d *lab.Dir, table map[string][]string, classes func(error) []string) {
-	t.Helper()
-	errs := d.Errors()
-	for _, name := range errs {
-		want, ok := table[name]
-		if !ok {
-			t.Errorf("testdata/capture/raid/%s: not in the error table: add its expected class", name)
-			continue
-		}
-		c := d.Read(t, name)
-		if diff := cmp.Diff(want, classes(c.Err())); diff != "" {
-			t.Errorf("%s (exit %d, %q): classes (-want +got):\n%s", name, c.Exit, strings.TrimSpace(string(c.Stderr)), diff)
-		}
-	}
-	for name := range table {
-		if !slices.Contains(errs, name) {
-			t.Errorf("error table names %s, which is not captured", name)
-		}
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -318,5 +319,51 @@ func Seed(f *testing.F, dir string, match func(name string) bool) {
 	}
 	if n == 0 {
 		f.Fatalf("capture: no capture in %s to seed from", path)
+	}
+}
+
+// Classifier is one error classifier of a package under its class name.
+type Classifier struct {
+	// Class names what Is says yes to: "not-found", "busy", ….
+	Class string
+	// Is is the package's classifier.
+	Is func(error) bool
+}
+
+// Classes returns the classes of the classifiers that say yes to err, in
+// their order (nil for none).
+func Classes(err error, cs []Classifier) []string {
+	var out []string
+	for _, c := range cs {
+		if c.Is(err) {
+			out = append(out, c.Class)
+		}
+	}
+	return out
+}
+
+// CheckErrors reads every err-* capture of d, runs the classifiers over
+// the error a runner returns for it (Capture.Err) and compares the classes
+// that say yes with the table's row (nil: none). A capture missing from
+// the table, or a row naming no capture, fails t.
+func (d *Dir) CheckErrors(t testing.TB, table map[string][]string, cs []Classifier) {
+	t.Helper()
+	errs := d.Errors()
+	for _, name := range errs {
+		want, ok := table[name]
+		if !ok {
+			t.Errorf("testdata/capture/%s/%s: not in the error table: add the classes it must get", d.name, name)
+			continue
+		}
+		c := d.Read(t, name)
+		if got := Classes(c.Err(), cs); !slices.Equal(want, got) {
+			t.Errorf("testdata/capture/%s/%s (exit %d, %q): classes %q, want %q", d.name, name, c.Exit,
+				strings.TrimSpace(string(c.Stderr)), got, want)
+		}
+	}
+	for name := range table {
+		if !slices.Contains(errs, name) {
+			t.Errorf("the error table of testdata/capture/%s names %s, which is not captured", d.name, name)
+		}
 	}
 }
