@@ -181,13 +181,6 @@ func journalPath(stateDir, id string) string {
 // dataDir is where steps of a transaction keep backups.
 func dataDir(stateDir, id string) string { return filepath.Join(stateDir, "data", id) }
 
-func ensureDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("create %s: %w", dir, err)
-	}
-	return os.Chmod(dir, 0o700)
-}
-
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
@@ -200,43 +193,86 @@ func syncDir(dir string) error {
 	return nil
 }
 
-// createJournal creates and locks a new journal file.
+// createJournal creates and locks a new journal file. The file is made
+// unnamed (O_TMPFILE), locked, and only then linked under its name, so a
+// reader never sees a journal that exists but is not yet held. The state
+// directory and journal/ are created 0700 if missing, checked if not
+// (owner, mode, no symlink), and never chmod'ed.
 func createJournal(stateDir, id string) (*journal, error) {
-	dir := journalDir(stateDir)
-	if err := ensureDir(stateDir); err != nil {
-		return nil, err
-	}
-	if err := ensureDir(dir); err != nil {
-		return nil, err
-	}
-	p := journalPath(stateDir, id)
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
+	jd, err := openJournalDir(stateDir, true)
 	if err != nil {
-		return nil, fmt.Errorf("create journal: %w", err)
+		return nil, err
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("lock journal %s: %w", id, ErrLocked)
+	defer jd.close()
+	name := id + ".jsonl"
+	p := filepath.Join(jd.path, name)
+	f, err := createLinked(jd, name)
+	if err != nil {
+		return nil, err
 	}
-	if err := syncDir(dir); err != nil {
+	if err := jd.sync(); err != nil {
 		f.Close()
 		return nil, err
 	}
 	return &journal{f: f, path: p, sync: true}, nil
 }
 
+// createLinked makes name in d as a new, locked, empty 0600 file.
+func createLinked(d *pinned, name string) (*os.File, error) {
+	p := filepath.Join(d.path, name)
+	fd, err := unix.Openat(d.fd, ".", unix.O_TMPFILE|unix.O_RDWR|unix.O_APPEND|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		// A file system without O_TMPFILE: create it in place (a reader
+		// may briefly see it unlocked and empty).
+		fd, err = unix.Openat(d.fd, name, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_APPEND|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("create journal %s: %w", p, err)
+		}
+		f := os.NewFile(uintptr(fd), p)
+		if err := lockFile(f); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("lock journal %s: %w", name, ErrLocked)
+		}
+		return f, nil
+	}
+	f := os.NewFile(uintptr(fd), p)
+	if err := lockFile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock journal %s: %w", name, err)
+	}
+	err = unix.Linkat(fd, "", d.fd, name, unix.AT_EMPTY_PATH)
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EPERM) { // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH
+		err = unix.Linkat(unix.AT_FDCWD, fmt.Sprintf("/proc/self/fd/%d", fd), d.fd, name, unix.AT_SYMLINK_FOLLOW)
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("create journal %s: %w", p, err)
+	}
+	return f, nil
+}
+
 // openJournal opens and locks an existing journal for appending, returning
-// its records. A torn tail is truncated away.
+// its records. A torn tail is truncated away — only after the file was
+// opened without following a symlink and checked to be bofh's own regular
+// journal.
 func openJournal(stateDir, id string) (*journal, []*Record, error) {
-	p := journalPath(stateDir, id)
-	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	jd, err := openJournalDir(stateDir, false)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil, fmt.Errorf("transaction %s: %w", id, ErrNotFound)
+		}
+		return nil, nil, err
+	}
+	defer jd.close()
+	f, err := jd.openFile(id+".jsonl", unix.O_RDWR)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, nil, fmt.Errorf("transaction %s: %w", id, ErrNotFound)
 		}
 		return nil, nil, fmt.Errorf("open journal: %w", err)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	p := f.Name()
+	if err := lockFile(f); err != nil {
 		f.Close()
 		return nil, nil, fmt.Errorf("transaction %s: %w", id, ErrLocked)
 	}
@@ -286,7 +322,7 @@ func (j *journal) close() error {
 	if j == nil || j.f == nil {
 		return nil
 	}
-	err := j.f.Close() // releases the flock
+	err := j.f.Close() // releases the lock
 	j.f = nil
 	return err
 }

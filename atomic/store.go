@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -187,9 +186,23 @@ func (h *history) summary(locked bool) Summary {
 }
 
 // readTx reads a journal without taking its lock, and reports whether a
-// live process holds it.
+// live process holds it. The journal is opened without following a
+// symlink and must be bofh's own regular file; a reader never holds the
+// lock, so it never makes a writer fail.
 func readTx(stateDir, id string) (*history, bool, error) {
-	f, err := os.Open(journalPath(stateDir, id))
+	jd, err := openJournalDir(stateDir, false)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, false, fmt.Errorf("transaction %s: %w", id, ErrNotFound)
+		}
+		return nil, false, err
+	}
+	defer jd.close()
+	return readTxIn(jd, id)
+}
+
+func readTxIn(jd *pinned, id string) (*history, bool, error) {
+	f, err := jd.openFile(id+".jsonl", unix.O_RDONLY)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, false, fmt.Errorf("transaction %s: %w", id, ErrNotFound)
@@ -197,15 +210,17 @@ func readTx(stateDir, id string) (*history, bool, error) {
 		return nil, false, fmt.Errorf("open journal: %w", err)
 	}
 	defer f.Close()
-	locked := false
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
-		locked = true
-	} else {
-		defer unix.Flock(int(f.Fd()), unix.LOCK_UN)
+	locked, err := heldByOther(f)
+	if err != nil {
+		return nil, false, err
 	}
 	recs, _, _, err := ReadJournal(f)
 	if err != nil {
 		return nil, locked, fmt.Errorf("transaction %s: %w", id, err)
+	}
+	if len(recs) == 0 && locked {
+		// Created and held, its begin record not yet written: starting.
+		return &history{id: id}, true, nil
 	}
 	h, err := buildHistory(recs)
 	if err != nil {
@@ -218,20 +233,25 @@ func readTx(stateDir, id string) (*history, bool, error) {
 // List returns every transaction under stateDir, oldest first. A journal
 // that cannot be read is listed with its error rather than hidden.
 func List(stateDir string) ([]Summary, error) {
-	ents, err := os.ReadDir(journalDir(stateDir))
+	jd, err := openJournalDir(stateDir, false)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, nil
 		}
 		return nil, fmt.Errorf("list journals: %w", err)
 	}
+	defer jd.close()
+	names, err := jd.names()
+	if err != nil {
+		return nil, fmt.Errorf("list journals: %w", err)
+	}
 	var out []Summary
-	for _, e := range ents {
-		id, ok := strings.CutSuffix(e.Name(), ".jsonl")
-		if !ok || e.IsDir() {
+	for _, name := range names {
+		id, ok := strings.CutSuffix(name, ".jsonl")
+		if !ok || ValidID(id) != nil {
 			continue
 		}
-		h, locked, err := readTx(stateDir, id)
+		h, locked, err := readTxIn(jd, id)
 		if err != nil {
 			out = append(out, Summary{ID: id, State: StateInterrupted, Error: err.Error()})
 			continue
@@ -287,13 +307,18 @@ func Forget(stateDir, id string, force bool) error {
 		}
 		return fmt.Errorf("%w: transaction %s is %s: forgetting it loses the way back; roll it back first, or use --force", ErrInvalid, id, st)
 	}
-	if err := os.RemoveAll(dataDir(stateDir, id)); err != nil {
-		return fmt.Errorf("remove backups: %w", err)
+	if err := removeData(stateDir, id); err != nil {
+		return err
 	}
-	if err := os.Remove(j.path); err != nil {
-		return fmt.Errorf("remove journal: %w", err)
+	jd, err := openJournalDir(stateDir, false)
+	if err != nil {
+		return err
 	}
-	return syncDir(filepath.Dir(j.path))
+	defer jd.close()
+	if err := unix.Unlinkat(jd.fd, id+".jsonl", 0); err != nil {
+		return fmt.Errorf("remove journal %s: %w", j.path, err)
+	}
+	return jd.sync()
 }
 
 // RollbackID rolls back an interrupted or rollback-failed transaction from
