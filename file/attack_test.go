@@ -190,3 +190,24 @@ func TestUndoRemovesItsTemporary(t *testing.T) {
 		t.Errorf("after rollback the directory holds %v, want %v (own temporaries removed, others' kept)", names, want)
 	}
 }
+
+// TestUndoDataIsAName is issue 12 case 2: a journal's undo data that names
+// a path outside the step's directory is refused, never joined.
+func TestUndoDataIsAName(t *testing.T) {
+	d := t.TempDir()
+	target := filepath.Join(d, "f")
+	os.WriteFile(target, []byte("old\n"), 0o644)
+	payload := filepath.Join(d, "payload")
+	os.WriteFile(payload, []byte("evil\n"), 0o644)
+	env := &atomic.Env{TxID: "T", Step: 1}
+	for _, bk := range []string{"../../../payload", "..", "", "a/b"} {
+		u := writeUndo{Existed: true, Meta: &Meta{Mode: 0o644}, Backup: bk}
+		err := undoWrite(context.Background(), env, Write{Path: target}, u, WriteResult{})
+		if err == nil || !strings.Contains(err.Error(), "not a file in the step's directory") {
+			t.Errorf("backup %q: undo err = %v, want a refusal", bk, err)
+		}
+	}
+	if b, _ := os.ReadFile(target); string(b) != "old\n" {
+		t.Errorf("target = %q", b)
+	}
+}

@@ -165,6 +165,9 @@ func doWrite(_ context.Context, env *atomic.Env, w Write, u writeUndo) (WriteRes
 		return result(w.Path, data), nil
 	}
 	if u.Existed {
+		if err := plainName(u.Backup); err != nil {
+			return WriteResult{}, err
+		}
 		dir, err := env.StepDir()
 		if err != nil {
 			return WriteResult{}, err
@@ -194,6 +197,16 @@ func doWrite(_ context.Context, env *atomic.Env, w Write, u writeUndo) (WriteRes
 	return result(w.Path, data), nil
 }
 
+// plainName checks that undo data names a file inside the step's own
+// directory: a journal is read back from disk, and a name like
+// "../../../payload" must never reach a path join.
+func plainName(name string) error {
+	if name == "" || name == "." || name == ".." || filepath.Base(name) != name {
+		return fmt.Errorf("%w: undo data names %q, not a file in the step's directory", atomic.ErrInvalid, name)
+	}
+	return nil
+}
+
 func specialBits(m uint32) os.FileMode {
 	var fm os.FileMode
 	if m&0o4000 != 0 {
@@ -218,6 +231,9 @@ func undoWrite(_ context.Context, env *atomic.Env, w Write, u writeUndo, _ Write
 		}
 	}
 	if u.Existed {
+		if err := plainName(u.Backup); err != nil {
+			return err
+		}
 		dir, err := env.StepDir()
 		if err != nil {
 			return err
