@@ -135,6 +135,10 @@ type Case struct {
 	// Snapshot, optional, describes the state the workflow changes (e.g.
 	// every file below dir with its mode and content); see the package doc.
 	Snapshot func(t *testing.T, dir string) string
+	// Wrap, optional, wraps the fake runner of a run in dir (the run's
+	// directory, as InDir gets it): to emulate what a tool does to files
+	// the steps then read (wipefs --backup writing its backup files).
+	Wrap func(dir string, r run.Runner) run.Runner
 	// Setup, optional, runs at the start of each run (e.g. to install a
 	// test hook with t.Cleanup).
 	Setup func(t *testing.T)
@@ -310,6 +314,14 @@ func newWorld(t *testing.T, c Case, info atomic.KindInfo) *world {
 
 func (w *world) n() int { return len(w.steps) }
 
+// runner is the fake, wrapped by the case's Wrap.
+func (w *world) runner() run.Runner {
+	if w.c.Wrap != nil {
+		return w.c.Wrap(w.dir, w.f)
+	}
+	return w.f
+}
+
 func (w *world) snapshot(t *testing.T) string {
 	t.Helper()
 	if w.c.Snapshot == nil {
@@ -351,7 +363,7 @@ func (w *world) apply(t *testing.T, fail string) (err error, mid string, id stri
 		}
 		mid = w.snapshot(t)
 		return nil
-	}, atomic.WithStateDir(w.state), atomic.WithRunner(w.f), atomic.WithFailpoints(fail), atomic.WithLogger(quiet))
+	}, atomic.WithStateDir(w.state), atomic.WithRunner(w.runner()), atomic.WithFailpoints(fail), atomic.WithLogger(quiet))
 	list, lerr := atomic.List(w.state)
 	if lerr != nil || len(list) != 1 {
 		t.Fatalf("want one journal, got %+v (%v); run error: %v", list, lerr, err)
@@ -495,7 +507,7 @@ func runUndoError(t *testing.T, c Case, info atomic.KindInfo) {
 	if diff := cmp.Diff(lines(mid), lines(w.snapshot(t))); diff != "" {
 		t.Errorf("the failed rollback changed the state (-before +after):\n%s", diff)
 	}
-	if err := atomic.RollbackID(context.Background(), id, nil, atomic.WithStateDir(w.state), atomic.WithRunner(w.f),
+	if err := atomic.RollbackID(context.Background(), id, nil, atomic.WithStateDir(w.state), atomic.WithRunner(w.runner()),
 		atomic.WithFailpoints(""), atomic.WithLogger(quiet)); err != nil {
 		t.Fatalf("second rollback: %v", err)
 	}
@@ -521,7 +533,7 @@ func runIrreversibleAfter(t *testing.T, c Case, info atomic.KindInfo) {
 		return atomic.StatusDone
 	})
 	ctx := context.Background()
-	opts := []atomic.Option{atomic.WithStateDir(w.state), atomic.WithRunner(w.f), atomic.WithFailpoints(""), atomic.WithLogger(quiet)}
+	opts := []atomic.Option{atomic.WithStateDir(w.state), atomic.WithRunner(w.runner()), atomic.WithFailpoints(""), atomic.WithLogger(quiet)}
 	if err := atomic.RollbackID(ctx, id, nil, opts...); atomic.ExitCode(err) != atomic.ExitRollbackIncomplete {
 		t.Fatalf("a rollback over an irreversible step that ran: got %v, want exit 3", err)
 	}
