@@ -31,7 +31,12 @@ func init() {
 		Prepare: prepareLVSetAside,
 		Do:      doLVSetAside,
 		Undo:    undoLVSetAside,
-		Check:   checkLVSetAside,
+		// no Check: the step runs three commands, and a crash between
+		// them leaves a state no check can call done or not done (the
+		// LV deactivated, or renamed but not tagged). Without a Check
+		// the engine undoes an interrupted set-aside (which handles
+		// every partial state) before a rollback ends or a resume acts
+		// again.
 	})
 	atomic.Register(atomic.Def[RenameLV, renameUndo, LV]{
 		Doc:     "rename a logical volume (lvrename); undo renames it back",
@@ -476,18 +481,6 @@ func undoLVSetAside(ctx context.Context, env *atomic.Env, p SetAsideLV, u setAsi
 	}
 	_, err = setActiveIfPresent(ctx, env, p.VG, p.Name, true)
 	return err
-}
-
-func checkLVSetAside(ctx context.Context, env *atomic.Env, p SetAsideLV, _ setAsideUndo) (bool, LV, error) {
-	rep, _, err := queryVG(ctx, env, p.VG)
-	if err != nil {
-		return false, LV{}, err
-	}
-	a := rep.LV(p.VG, AsideName(env.TxID, p.Name))
-	if a == nil || !hasTag(a.Tags, TxTag(env.TxID)) {
-		return false, LV{}, nil
-	}
-	return true, *a, nil
 }
 
 // RenameLV is the lvm.lv.rename step.
