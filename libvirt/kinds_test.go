@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/bofhkit/bofh/atomic"
+	"github.com/bofhkit/bofh/internal/kindtest"
 )
 
 // The crash child of TestKindsCrash: a re-exec of this test binary (before
@@ -140,20 +141,90 @@ func rawState(t *testing.T, cl *Client) []string {
 	return out
 }
 
-// kindsRecipe uses every libvirt kind once: a network, a pool, a volume,
-// a domain defined, started, destroyed and undefined (at commit), and the
-// test driver's own running domain "test" shut down.
+// Objects that exist before the workflows run, so that undoing a start,
+// a shutdown or a destroy is seen for itself (an object the transaction
+// defined is removed by its define's undo, which would hide a start's
+// undo doing nothing): an inactive network and pool, a shut-off domain, a
+// running domain; plus the test driver's own running domain "test" and
+// its active pool "default-pool", where the volume is made.
+const (
+	preNet    = "bofhknet2"
+	prePool   = "bofhkpool2"
+	preDomOff = "bofhkdom2"
+	preDomOn  = "bofhkdom3"
+)
+
+// preexist defines the objects above; t.Cleanup removes them and
+// anything of the workflows.
+func preexist(t *testing.T, cl *Client, dir string) {
+	t.Helper()
+	restoreKinds(cl)
+	removePre(cl)
+	for _, f := range []func() error{
+		func() error { _, err := cl.DefineNetwork(NetworkSpec{Name: preNet, Bridge: "bofhkbr2"}); return err },
+		func() error { _, err := cl.DefinePool(PoolSpec{Name: prePool, Type: "dir", Path: dir}); return err },
+		func() error {
+			_, err := cl.Define(DomainSpec{Name: preDomOff, Type: "test", VCPUs: 1, Memory: "32MiB"})
+			return err
+		},
+		func() error {
+			_, err := cl.Define(DomainSpec{Name: preDomOn, Type: "test", VCPUs: 1, Memory: "32MiB"})
+			return err
+		},
+		func() error { return cl.Start(preDomOn) },
+	} {
+		if err := f(); err != nil {
+			t.Fatalf("pre-existing objects: %v", err)
+		}
+	}
+	t.Cleanup(func() {
+		restoreKinds(cl)
+		removePre(cl)
+	})
+}
+
+// restoreKinds undoes by hand whatever the workflows below did: it
+// removes the objects they define and puts the pre-existing ones back in
+// their first state.
+func restoreKinds(cl *Client) {
+	cl.Destroy("bofhkdom")
+	cl.Undefine("bofhkdom")
+	cl.DeleteVolume("default-pool", "k.img")
+	cl.StopPool("bofhkpool")
+	cl.UndefinePool("bofhkpool")
+	cl.StopNetwork("bofhknet")
+	cl.UndefineNetwork("bofhknet")
+	cl.StopNetwork(preNet)
+	cl.StopPool(prePool)
+	cl.Destroy(preDomOff)
+	for _, d := range []string{preDomOn, "test"} {
+		if s, err := cl.DomainState(d); err == nil && !s.Active() && s != StateAbsent {
+			cl.Start(d)
+		}
+	}
+}
+
+func removePre(cl *Client) {
+	cl.UndefineNetwork(preNet)
+	cl.UndefinePool(prePool)
+	for _, d := range []string{preDomOff, preDomOn} {
+		cl.Destroy(d)
+		cl.Undefine(d)
+	}
+}
+
+// kindsRecipe uses every libvirt kind once.
 func kindsRecipe(t *testing.T, c Conn, pooldir string) string {
 	return recipeOf(t, "libvirt-kinds",
 		DefineNetwork{Conn: c, Spec: NetworkSpec{Name: "bofhknet", Bridge: "bofhkbr0"}},                    // 1
-		StartNetwork{Conn: c, Name: "bofhknet"},                                                            // 2
+		StartNetwork{Conn: c, Name: preNet},                                                                // 2
 		DefinePool{Conn: c, Spec: PoolSpec{Name: "bofhkpool", Type: "dir", Path: pooldir}},                 // 3
-		StartPool{Conn: c, Name: "bofhkpool"},                                                              // 4
-		CreateVolume{Conn: c, Pool: "bofhkpool", Spec: VolumeSpec{Name: "k.img", Capacity: "32MiB"}},       // 5
+		StartPool{Conn: c, Name: prePool},                                                                  // 4
+		CreateVolume{Conn: c, Pool: "default-pool", Spec: VolumeSpec{Name: "k.img", Capacity: "32MiB"}},    // 5
 		DefineDomain{Conn: c, Spec: DomainSpec{Name: "bofhkdom", Type: "test", VCPUs: 1, Memory: "64MiB"}}, // 6
-		StartDomain{Conn: c, Name: "bofhkdom"},                                                             // 7
+		StartDomain{Conn: c, Name: preDomOff},                                                              // 7
 		ShutdownDomain{DomainRef: DomainRef{Conn: c, Name: "test"}, Timeout: "5s"},                         // 8
-		DestroyDomain{Conn: c, Name: "bofhkdom"},                                                           // 9
+		DestroyDomain{Conn: c, Name: preDomOn},                                                             // 9
 		UndefineDomain{Conn: c, Name: "bofhkdom"},                                                          // 10 (at commit)
 	)
 }
@@ -165,14 +236,14 @@ func kindsRecipe(t *testing.T, c Conn, pooldir string) string {
 // crash. A SIGKILLed child's journal is rolled back and the raw libvirt
 // API must show exactly the starting objects (UUIDs, states, volumes).
 // The irreversible undefine, killed after it ran at commit, cannot be
-// rolled back: the transaction is resumed to its end instead. A kill in an undo is followed by a second rollback.
+// rolled back: the transaction is resumed to its end instead. A kill in
+// an undo is followed by a second rollback.
 func TestKindsCrash(t *testing.T) {
 	c, cl := testConn(t)
 	ctx := context.Background()
-	pooldir := t.TempDir()
-	recipe := kindsRecipe(t, c, pooldir)
+	preexist(t, cl, t.TempDir())
+	recipe := kindsRecipe(t, c, t.TempDir())
 	start := rawState(t, cl)
-	t.Cleanup(func() { cleanupKinds(cl) })
 	for _, tc := range []struct {
 		fail   string
 		resume bool
@@ -180,7 +251,7 @@ func TestKindsCrash(t *testing.T) {
 		{fail: "1:after:kill"},   // libvirt.network.define
 		{fail: "2:before:kill"},  // libvirt.network.start
 		{fail: "3:after:kill"},   // libvirt.pool.define
-		{fail: "4:before:kill"},  // libvirt.pool.start
+		{fail: "4:after:kill"},   // libvirt.pool.start
 		{fail: "5:after:kill"},   // libvirt.volume.create
 		{fail: "6:before:kill"},  // libvirt.domain.define
 		{fail: "7:after:kill"},   // libvirt.domain.start
@@ -188,12 +259,12 @@ func TestKindsCrash(t *testing.T) {
 		{fail: "9:after:kill"},   // libvirt.domain.destroy
 		{fail: "10:before:kill"}, // libvirt.domain.undefine, at commit, before it ran
 		{fail: "10:after:kill", resume: true},
-		{fail: "9:after:error,6:undo:kill"}, // rollback killed in an undo
+		{fail: "9:after:error,4:undo:kill"}, // rollback killed in an undo
 	} {
 		t.Run(strings.ReplaceAll(tc.fail, ",", "+"), func(t *testing.T) {
 			t.Cleanup(func() {
 				if t.Failed() {
-					cleanupKinds(cl)
+					restoreKinds(cl)
 				}
 			})
 			state, id := killChild(t, recipe, tc.fail)
@@ -214,16 +285,15 @@ func TestKindsCrash(t *testing.T) {
 			if err := atomic.ResumeID(ctx, id, atomic.WithStateDir(state), atomic.WithFailpoints("")); err != nil {
 				t.Fatalf("resume: %v", err)
 			}
-			if s, err := cl.DomainState("bofhkdom"); err != nil || s != StateAbsent {
-				t.Errorf("after resume bofhkdom is %s %v, want absent", s, err)
+			for d, want := range map[string]State{"bofhkdom": StateAbsent, "test": StateShutoff, preDomOff: StateRunning, preDomOn: StateShutoff} {
+				if s, err := cl.DomainState(d); err != nil || s != want {
+					t.Errorf("after resume %s is %s %v, want %s", d, s, err, want)
+				}
 			}
-			if s, err := cl.DomainState("test"); err != nil || s != StateShutoff {
-				t.Errorf("after resume test is %s %v, want shut off", s, err)
-			}
-			if _, err := cl.Volume("bofhkpool", "k.img"); err != nil {
+			if _, err := cl.Volume("default-pool", "k.img"); err != nil {
 				t.Errorf("after resume: volume: %v", err)
 			}
-			cleanupKinds(cl)
+			restoreKinds(cl)
 			if d := cmp.Diff(start, rawState(t, cl)); d != "" {
 				t.Fatalf("after resume and cleanup (-start +now):\n%s", d)
 			}
@@ -231,16 +301,39 @@ func TestKindsCrash(t *testing.T) {
 	}
 }
 
-// cleanupKinds removes what kindsRecipe makes and starts "test" again.
-func cleanupKinds(cl *Client) {
-	cl.Destroy("bofhkdom")
-	cl.Undefine("bofhkdom")
-	cl.DeleteVolume("bofhkpool", "k.img")
-	cl.StopPool("bofhkpool")
-	cl.UndefinePool("bofhkpool")
-	cl.StopNetwork("bofhknet")
-	cl.UndefineNetwork("bofhknet")
-	if s, err := cl.DomainState("test"); err == nil && !s.Active() && s != StateAbsent {
-		cl.Start("test")
-	}
+// TestKinds gives every libvirt kind its failure cases (internal/kindtest):
+// an error before its effect, after it and in its undo (then a second
+// rollback from the journal). libvirt steps talk to libvirtd over its RPC
+// protocol, not through the command runner, so their "transcript" is not a
+// fake runner's command list (Script is nil: any command would fail the
+// test) but the real libvirtd test driver's state: each run must leave
+// exactly the starting domains, pools, volumes and networks (read through
+// the raw libvirt API), and the failed step's effect must be visible
+// before the rollback. Setup makes the pre-existing objects the start,
+// shutdown and destroy steps act on, so that their own undo is what puts
+// the state back.
+func TestKinds(t *testing.T) {
+	c, cl := testConn(t)
+	pooldir := t.TempDir()
+	snap := func(t *testing.T, _ string) string { return strings.Join(rawState(t, cl), "\n") }
+	setup := func(t *testing.T) { preexist(t, cl, t.TempDir()) }
+	var (
+		net  = DefineNetwork{Conn: c, Spec: NetworkSpec{Name: "bofhknet", Bridge: "bofhkbr0"}}
+		pool = DefinePool{Conn: c, Spec: PoolSpec{Name: "bofhkpool", Type: "dir", Path: pooldir}}
+		dom  = DefineDomain{Conn: c, Spec: DomainSpec{Name: "bofhkdom", Type: "test", VCPUs: 1, Memory: "64MiB"}}
+	)
+	kindtest.Cover(t, []string{"libvirt."}, []kindtest.Case{
+		{Kind: "libvirt.network.define", Snapshot: snap, Setup: setup, Steps: []atomic.Params{net}},
+		{Kind: "libvirt.network.start", Snapshot: snap, Setup: setup, Steps: []atomic.Params{net, StartNetwork{Conn: c, Name: preNet}}},
+		{Kind: "libvirt.pool.define", Snapshot: snap, Setup: setup, Steps: []atomic.Params{pool}},
+		{Kind: "libvirt.pool.start", Snapshot: snap, Setup: setup, Steps: []atomic.Params{pool, StartPool{Conn: c, Name: prePool}}},
+		{Kind: "libvirt.volume.create", Snapshot: snap, Setup: setup, Steps: []atomic.Params{pool,
+			CreateVolume{Conn: c, Pool: "default-pool", Spec: VolumeSpec{Name: "k.img", Capacity: "32MiB"}}}},
+		{Kind: "libvirt.domain.define", Snapshot: snap, Setup: setup, Steps: []atomic.Params{net, dom}},
+		{Kind: "libvirt.domain.start", Snapshot: snap, Setup: setup, Steps: []atomic.Params{dom, StartDomain{Conn: c, Name: preDomOff}}},
+		{Kind: "libvirt.domain.shutdown", Snapshot: snap, Setup: setup, Steps: []atomic.Params{dom,
+			ShutdownDomain{DomainRef: DomainRef{Conn: c, Name: "test"}, Timeout: "5s"}}},
+		{Kind: "libvirt.domain.destroy", Snapshot: snap, Setup: setup, Steps: []atomic.Params{dom, DestroyDomain{Conn: c, Name: preDomOn}}},
+		{Kind: "libvirt.domain.undefine", Snapshot: snap, Setup: setup, Steps: []atomic.Params{dom, UndefineDomain{Conn: c, Name: "bofhkdom"}}},
+	}, nil)
 }
