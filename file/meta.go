@@ -143,46 +143,6 @@ func checkPath(p string) error {
 	return nil
 }
 
-// backupFile copies the regular file src to bk (in the step's own
-// directory) completely or not at all: a backup that exists is whole, so
-// an undo never restores a torn copy. src is opened without following a
-// symlink.
-func backupFile(src, bk string, m Meta) error {
-	d, err := openDir(filepath.Dir(bk))
-	if err != nil {
-		return err
-	}
-	defer d.close()
-	name, err := d.copyTemp(filepath.Base(bk)+".part.", src, m, true)
-	if err != nil {
-		return err
-	}
-	if err := d.replace(name, filepath.Base(bk)); err != nil {
-		d.remove(name)
-		return fmt.Errorf("rename backup: %w", err)
-	}
-	return nil
-}
-
-// replaceFile puts a copy of src (with meta) at path atomically, through
-// a temporary named by tag in path's pinned parent directory.
-func replaceFile(src, path, tag string, m Meta) error {
-	d, err := openDir(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.close()
-	name, err := d.copyTemp(tag, src, m, true)
-	if err != nil {
-		return err
-	}
-	if err := d.replace(name, filepath.Base(path)); err != nil {
-		d.remove(name)
-		return err
-	}
-	return nil
-}
-
 func exists(p string) (os.FileInfo, bool, error) {
 	fi, err := os.Lstat(p)
 	if errors.Is(err, os.ErrNotExist) {

@@ -98,6 +98,8 @@ type writeUndo struct {
 	Existed bool      `json:"existed"`
 	Backup  string    `json:"backup,omitempty"`
 	Meta    *Meta     `json:"meta,omitempty"`
+	Inode   *inode    `json:"inode,omitempty"`  // the file Prepare saw
+	Handle  *handle   `json:"handle,omitempty"` // its handle, when it has other links
 	Parent  *dirTimes `json:"parent"`
 }
 
@@ -150,7 +152,8 @@ func prepareWrite(_ context.Context, env *atomic.Env, w Write) (atomic.Plan[writ
 			return plan, nil
 		}
 	}
-	plan.Undo.Existed, plan.Undo.Meta = true, &m
+	plan.Undo.Existed, plan.Undo.Meta, plan.Undo.Inode = true, &m, inodeOf(fi)
+	plan.Undo.Handle = handleOf(w.Path, fi)
 	plan.Undo.Backup = "backup" // relative to the step's data dir
 	return plan, nil
 }
@@ -176,7 +179,7 @@ func doWrite(_ context.Context, env *atomic.Env, w Write, u writeUndo) (WriteRes
 		if _, done, err := exists(bk); err != nil {
 			return WriteResult{}, err
 		} else if !done { // an earlier attempt may already hold the original
-			if err := backupFile(w.Path, bk, *u.Meta); err != nil {
+			if err := keepOriginal(w.Path, bk, *u.Meta, u.Inode); err != nil {
 				return WriteResult{}, fmt.Errorf("back up %s: %w", w.Path, err)
 			}
 		}
@@ -221,7 +224,7 @@ func specialBits(m uint32) os.FileMode {
 	return fm
 }
 
-func undoWrite(_ context.Context, env *atomic.Env, w Write, u writeUndo, _ WriteResult) error {
+func undoWrite(_ context.Context, env *atomic.Env, w Write, u writeUndo, r WriteResult) error {
 	// A Do that was cut short may have left its temporary beside the target.
 	if d, err := openDir(filepath.Dir(w.Path)); err == nil {
 		err := d.removeTemps(tempTag(env.TxID, env.Step))
@@ -242,10 +245,18 @@ func undoWrite(_ context.Context, env *atomic.Env, w Write, u writeUndo, _ Write
 		if _, ok, err := exists(bk); err != nil {
 			return err
 		} else if !ok {
-			// no backup: Do never got as far as changing the file
-			return u.Parent.restore()
+			if fi, here, _ := exists(w.Path); here && u.Inode != nil && *inodeOf(fi) == *u.Inode {
+				return u.Parent.restore() // the original is back (an undo that was cut short)
+			}
+			if r.Path != "" {
+				// The step acted (done record, or Check found its content):
+				// the backup must exist. Saying "rolled back" here would
+				// leave the new content in place.
+				return fmt.Errorf("cannot restore %s: its backup %s is missing", w.Path, bk)
+			}
+			return u.Parent.restore() // Do never got as far as the backup
 		}
-		if err := replaceFile(bk, w.Path, tempTag(env.TxID, env.Step), *u.Meta); err != nil {
+		if err := restoreOriginal(bk, w.Path, tempTag(env.TxID, env.Step), *u.Meta, u.Handle, u.Inode); err != nil {
 			return fmt.Errorf("restore %s: %w", w.Path, err)
 		}
 	} else {
@@ -295,6 +306,8 @@ type removeUndo struct {
 	Link   string    `json:"link,omitempty"` // symlink target, if a symlink
 	IsLink bool      `json:"is_link,omitempty"`
 	Meta   Meta      `json:"meta"`
+	Inode  *inode    `json:"inode,omitempty"`  // the file Prepare saw
+	Handle *handle   `json:"handle,omitempty"` // its handle, when it has other links
 	Parent *dirTimes `json:"parent"`
 }
 
@@ -316,6 +329,7 @@ func prepareRemove(_ context.Context, _ *atomic.Env, r Remove) (atomic.Plan[remo
 		}
 		plan.Undo.IsLink, plan.Undo.Link = true, t
 	case fi.Mode().IsRegular():
+		plan.Undo.Inode, plan.Undo.Handle = inodeOf(fi), handleOf(r.Path, fi)
 	default:
 		return plan, fmt.Errorf("%s is a %s; file.remove removes files and symlinks only", r.Path, fi.Mode().Type())
 	}
@@ -335,7 +349,7 @@ func doRemove(_ context.Context, env *atomic.Env, r Remove, u removeUndo) (struc
 		if err != nil {
 			return struct{}{}, err
 		}
-		if err := backupFile(r.Path, filepath.Join(dir, "backup"), u.Meta); err != nil {
+		if err := keepOriginal(r.Path, filepath.Join(dir, "backup"), u.Meta, u.Inode); err != nil {
 			return struct{}{}, fmt.Errorf("back up %s: %w", r.Path, err)
 		}
 	}
@@ -369,7 +383,7 @@ func undoRemove(_ context.Context, env *atomic.Env, r Remove, u removeUndo, _ st
 		} else if !ok {
 			return fmt.Errorf("%s is gone and its backup %s is missing", r.Path, bk)
 		}
-		if err := replaceFile(bk, r.Path, tempTag(env.TxID, env.Step), u.Meta); err != nil {
+		if err := restoreOriginal(bk, r.Path, tempTag(env.TxID, env.Step), u.Meta, u.Handle, u.Inode); err != nil {
 			return fmt.Errorf("restore %s: %w", r.Path, err)
 		}
 	}
