@@ -341,6 +341,9 @@ func keepOriginal(path, bk string, m Meta, want *inode) error {
 	if err == nil {
 		return d.sync()
 	}
+	if errors.Is(err, unix.ENOENT) { // the opened inode has no name left
+		return fmt.Errorf("%s was replaced since the step was planned (removed while it was backed up)", path)
+	}
 	if !errors.Is(err, unix.EXDEV) {
 		return fmt.Errorf("keep %s as %s: %w", path, bk, err)
 	}
