@@ -3,10 +3,14 @@ package vmtest
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"os"
 	"os/exec"
-	"reflect"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 func TestParseKernelDepends(t *testing.T) {
@@ -60,14 +64,16 @@ kernel/drivers/md/dm-mod.ko:
 		"kernel/fs/netfs/netfs.ko", "kernel/fs/fscache/fscache.ko", "kernel/fs/9p/9p.ko",
 		"kernel/drivers/md/dm-mod.ko",
 	}
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("got %v\nwant %v", got, want)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("moduleOrder (-want +got):\n%s", diff)
 	}
 }
 
+// TestCpioReadableByCpio checks the initramfs writer against GNU cpio. cpio
+// is in deps/lab.txt (make deps): a machine without it fails the test.
 func TestCpioReadableByCpio(t *testing.T) {
 	if _, err := exec.LookPath("cpio"); err != nil {
-		t.Skip("cpio not installed (deps/lab.txt)")
+		t.Fatalf("cpio is not installed (it is in deps/lab.txt: run `make deps`): %v", err)
 	}
 	var buf bytes.Buffer
 	w := &cpioWriter{w: &buf}
@@ -137,45 +143,71 @@ func TestQemuArgsNoUserNetwork(t *testing.T) {
 			t.Errorf("guest gets a %s network: %s", bad, args)
 		}
 	}
-	for _, want := range []string{"-nodefaults", "udp=127.0.0.1:2,localaddr=127.0.0.1:1", "readonly=on", "mount_tag=hostroot", "-accel tcg,thread=multi"} {
+	for _, want := range []string{"-nodefaults", "udp=127.0.0.1:2,localaddr=127.0.0.1:1", "readonly=on", "mount_tag=hostroot", "-accel tcg,thread=multi", " " + GuestCmdlineFlag} {
 		if !strings.Contains(args, want) {
 			t.Errorf("args lack %q: %s", want, args)
 		}
 	}
 }
 
-func TestRequireOutsideGuest(t *testing.T) {
-	t.Setenv("BOFH_IN_VM", "")
-	t.Run("fails", func(t *testing.T) {
-		t.Setenv("BOFH_SKIP_VM", "")
-		ft := &fakeT{TB: t}
-		func() {
-			defer func() { recover() }()
-			Require(ft)
-		}()
-		if !ft.failed || ft.skipped {
-			t.Fatalf("Require outside the guest: failed=%v skipped=%v", ft.failed, ft.skipped)
+// TestRequire checks where Require lets a vm test run: only where
+// BOFH_IN_VM=1 is set AND the kernel command line carries the lab's flag.
+// BOFH_IN_VM=1 on a host must FAIL the test (not skip it, not run it), even
+// with BOFH_SKIP_VM=1.
+func TestRequire(t *testing.T) {
+	dir := t.TempDir()
+	hostCmdline := filepath.Join(dir, "host")
+	guestCmdline := filepath.Join(dir, "guest")
+	for p, data := range map[string]string{
+		hostCmdline:  "BOOT_IMAGE=/vmlinuz root=/dev/sda1 ro quiet bofh.lab=guestx\n",
+		guestCmdline: "console=ttyS0 panic=-1 " + GuestCmdlineFlag + "\n",
+	} {
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
 		}
-	})
-	t.Run("skips-with-opt-out", func(t *testing.T) {
-		t.Setenv("BOFH_SKIP_VM", "1")
-		ft := &fakeT{TB: t}
-		func() {
-			defer func() { recover() }()
-			Require(ft)
-		}()
-		if ft.failed || !ft.skipped {
-			t.Fatalf("Require with BOFH_SKIP_VM=1: failed=%v skipped=%v", ft.failed, ft.skipped)
-		}
-	})
-	t.Run("passes-in-guest", func(t *testing.T) {
-		t.Setenv("BOFH_IN_VM", "1")
-		ft := &fakeT{TB: t}
-		Require(ft)
-		if ft.failed || ft.skipped {
-			t.Fatal("Require in the guest did not return")
-		}
-	})
+	}
+	tests := []struct {
+		name, inVM, skipVM, cmdline string
+		want                        string // returned, failed, skipped
+	}{
+		{"host", "", "", hostCmdline, "failed"},
+		{"host-opted-out", "", "1", hostCmdline, "skipped"},
+		{"host-with-BOFH_IN_VM", "1", "", hostCmdline, "failed"},
+		{"host-with-BOFH_IN_VM-opted-out", "1", "1", hostCmdline, "failed"},
+		{"host-without-proc", "1", "", filepath.Join(dir, "missing"), "failed"},
+		{"guest", "1", "", guestCmdline, "returned"},
+		{"guest-with-opt-out", "1", "1", guestCmdline, "returned"},
+		{"guest-without-env", "", "", guestCmdline, "failed"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv(InVMEnv, tc.inVM)
+			t.Setenv("BOFH_SKIP_VM", tc.skipVM)
+			old := procCmdline
+			procCmdline = tc.cmdline
+			t.Cleanup(func() { procCmdline = old })
+			ft := &fakeT{TB: t}
+			func() {
+				defer func() { recover() }()
+				Require(ft)
+			}()
+			got := "returned"
+			switch {
+			case ft.failed && ft.skipped:
+				got = "failed and skipped"
+			case ft.failed:
+				got = "failed"
+			case ft.skipped:
+				got = "skipped"
+			}
+			if got != tc.want {
+				t.Errorf("Require %s, want %s (message %q)", got, tc.want, ft.msg)
+			}
+			if in := InGuest(); in != (tc.want == "returned") {
+				t.Errorf("InGuest() = %v", in)
+			}
+		})
+	}
 }
 
 var errStop = errors.New("stop")
@@ -184,10 +216,23 @@ var errStop = errors.New("stop")
 type fakeT struct {
 	testing.TB
 	failed, skipped bool
+	msg             string
 }
 
-func (f *fakeT) Helper()               {}
-func (f *fakeT) Fatal(...any)          { f.failed = true; panic(errStop) }
-func (f *fakeT) Fatalf(string, ...any) { f.failed = true; panic(errStop) }
-func (f *fakeT) Skip(...any)           { f.skipped = true; panic(errStop) }
-func (f *fakeT) Skipf(string, ...any)  { f.skipped = true; panic(errStop) }
+func (f *fakeT) Helper() {}
+func (f *fakeT) Fatal(a ...any) {
+	f.failed, f.msg = true, fmt.Sprint(a...)
+	panic(errStop)
+}
+func (f *fakeT) Fatalf(format string, a ...any) {
+	f.failed, f.msg = true, fmt.Sprintf(format, a...)
+	panic(errStop)
+}
+func (f *fakeT) Skip(a ...any) {
+	f.skipped, f.msg = true, fmt.Sprint(a...)
+	panic(errStop)
+}
+func (f *fakeT) Skipf(format string, a ...any) {
+	f.skipped, f.msg = true, fmt.Sprintf(format, a...)
+	panic(errStop)
+}

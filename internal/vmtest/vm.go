@@ -39,6 +39,7 @@ type Config struct {
 	Shares []Share
 	// Env holds KEY=VALUE pairs added to the command's environment (the
 	// guest always sets BOFH_IN_VM=1, DM_DISABLE_UDEV=1, LC_ALL=C, PATH).
+	// Nothing else of the host's environment reaches the guest.
 	Env []string
 	// Dir is the command's working directory in the guest (default /).
 	Dir string
@@ -394,7 +395,7 @@ func (g *guest) qemuArgs(mode string) []string {
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 		"-machine", "q35", "-m", strconv.Itoa(cfg.MemoryMiB), "-smp", strconv.Itoa(cfg.CPUs),
 		"-kernel", g.lab.Kernel, "-initrd", g.lab.Initramfs,
-		"-append", "console=ttyS0 panic=-1 oops=panic loglevel=4 mitigations=off random.trust_cpu=on tsc=reliable",
+		"-append", "console=ttyS0 panic=-1 oops=panic loglevel=4 mitigations=off random.trust_cpu=on tsc=reliable " + GuestCmdlineFlag,
 	}
 	if g.accel == "kvm" {
 		a = append(a, "-accel", "kvm", "-cpu", "host")
