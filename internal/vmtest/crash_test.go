@@ -35,4 +35,15 @@ func TestCrashCases(t *testing.T) {
 	if n := len(CrashCases(t, 6)); n != 6*6 {
 		t.Errorf("full matrix: %d cases, want 36", n)
 	}
+	for _, v := range []string{"0", "yes", "true"} {
+		t.Setenv(FullMatrixEnv, v)
+		ft := &fakeT{TB: t}
+		func() {
+			defer func() { recover() }()
+			CrashCases(ft, 6)
+		}()
+		if !ft.failed {
+			t.Errorf("%s=%q: CrashCases did not fail", FullMatrixEnv, v)
+		}
+	}
 }
