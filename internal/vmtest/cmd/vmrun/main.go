@@ -17,6 +17,9 @@
 //	-timeout D                bound on the whole run (default 10m)
 //	-accel kvm|tcg            force an accelerator (default: KVM, else TCG)
 //	-mem MiB                  guest memory
+//
+// The host's environment does not reach the guest, except BOFH_FULL_MATRIX
+// (make test-full), which is forwarded when set and not given with -env.
 package main
 
 import (
@@ -62,6 +65,7 @@ func main() {
 		fmt.Printf("kernel %s\ninitramfs %s\nready in %.1fs\n", lab.Kernel, lab.Initramfs, time.Since(start).Seconds())
 		return
 	}
+	env = forwardEnv(env, os.Getenv)
 	cfg := vmtest.Config{
 		Dir:         *dir,
 		Env:         env,
@@ -92,6 +96,31 @@ func main() {
 		os.Exit(125)
 	}
 	os.Exit(rc)
+}
+
+// forwarded are the host's environment variables passed to the guest's
+// command when set (and not given with -env).
+var forwarded = []string{vmtest.FullMatrixEnv}
+
+// forwardEnv adds the forwarded variables set on the host to env.
+func forwardEnv(env []string, getenv func(string) string) []string {
+	for _, k := range forwarded {
+		v := getenv(k)
+		if v == "" || hasKey(env, k) {
+			continue
+		}
+		env = append(env, k+"="+v)
+	}
+	return env
+}
+
+func hasKey(env []string, k string) bool {
+	for _, e := range env {
+		if strings.HasPrefix(e, k+"=") {
+			return true
+		}
+	}
+	return false
 }
 
 func parseShare(s string) (vmtest.Share, error) {
