@@ -4,8 +4,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/bofhkit/bofh/internal/hosttest"
 )
@@ -39,6 +42,14 @@ func TestCLIBtrfsBadInputOnHost(t *testing.T) {
 	if out, err := exec.Command("stat", "-f", "-c", "%T", notBtrfs).Output(); err != nil || strings.TrimSpace(string(out)) == "btrfs" {
 		t.Fatalf("%s: want a directory not on btrfs (%q %v)", notBtrfs, out, err)
 	}
+	// what bad input must not change: the tree, its subvolumes (without
+	// their generation: reading the tree updates atimes), the default
+	gen := regexp.MustCompile(` gen [0-9]+ `)
+	state := func() string {
+		subs := gen.ReplaceAllString(hosttest.Cmd(t, "btrfs", "subvolume", "list", "-a", mnt), " ")
+		return snapshot(t, mnt, true) + "\n" + subs + hosttest.Cmd(t, "btrfs", "subvolume", "get-default", mnt)
+	}
+	before := state()
 	badInput(t, nil, []cliCase{
 		bad("create: missing parent", "no such file or directory", "btrfs", "subvolume", "create", filepath.Join(mnt, "nodir/vol")),
 		bad("create: not on btrfs", "is not on a btrfs filesystem", "btrfs", "subvolume", "create", filepath.Join(notBtrfs, "vol")),
@@ -52,8 +63,8 @@ func TestCLIBtrfsBadInputOnHost(t *testing.T) {
 		bad("set-default: not a subvolume", "is not a btrfs subvolume", "btrfs", "set-default", plain),
 		bad("swap: not a subvolume", "is not a btrfs subvolume", "btrfs", "swap", vol, plain),
 	})
-	if ents, _ := os.ReadDir(mnt); len(ents) != 2 {
-		t.Fatalf("bad input changed %s: %v", mnt, ents)
+	if d := cmp.Diff(strings.Split(before, "\n"), strings.Split(state(), "\n")); d != "" {
+		t.Fatalf("bad input changed %s (-before +after):\n%s", mnt, d)
 	}
 }
 

@@ -54,23 +54,29 @@ func bofhIn(t *testing.T, env []string, stdin string, args ...string) (string, s
 
 // badInput runs every case (in parallel, each with its own state dir) and
 // wants exit 2, a "bofh: " message containing tc.want, nothing on stdout
-// and no transaction in the state dir.
+// and no transaction in the state dir. It returns when every case has
+// run: the cases are subtests of one group, and t.Run of a group waits
+// for its parallel subtests, so a "bad input changed nothing" check after
+// it sees what they did. (Parallel subtests of t itself would only start
+// after the test function returned, after such a check.)
 func badInput(t *testing.T, env []string, cases []cliCase) {
 	t.Helper()
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			state := t.TempDir()
-			out, errs, code := bofhIn(t, env, tc.stdin, append([]string{"--state-dir", state}, tc.args...)...)
-			if code != 2 || !strings.HasPrefix(errs, "bofh: ") || !strings.Contains(errs, tc.want) {
-				t.Fatalf("bofh %q: exit %d, stderr %q; want exit 2 and %q", tc.args, code, errs, tc.want)
-			}
-			if out != "" {
-				t.Errorf("bad input printed on stdout: %q", out)
-			}
-			noTx(t, state)
-		})
-	}
+	t.Run("bad input", func(t *testing.T) {
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				t.Parallel()
+				state := t.TempDir()
+				out, errs, code := bofhIn(t, env, tc.stdin, append([]string{"--state-dir", state}, tc.args...)...)
+				if code != 2 || !strings.HasPrefix(errs, "bofh: ") || !strings.Contains(errs, tc.want) {
+					t.Fatalf("bofh %q: exit %d, stderr %q; want exit 2 and %q", tc.args, code, errs, tc.want)
+				}
+				if out != "" {
+					t.Errorf("bad input printed on stdout: %q", out)
+				}
+				noTx(t, state)
+			})
+		}
+	})
 }
 
 // noTx fails unless the state dir holds no transaction and no journal file.

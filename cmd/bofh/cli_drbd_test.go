@@ -3,7 +3,10 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 func drbdSite(t *testing.T) (env []string, dir string) {
@@ -19,6 +22,7 @@ func TestCLIDRBDBadInput(t *testing.T) {
 	w := func(extra ...string) []string {
 		return append(append([]string{"drbd", "config", "write", "data"}, nodes...), extra...)
 	}
+	before := snapshot(t, dir, true)
 	badInput(t, env, []cliCase{
 		bad("name with space", `DRBD resource name "bad name"`, "drbd", "up", "bad name"),
 		bad("name with slash", `DRBD resource name "a/b"`, "drbd", "status", "a/b"),
@@ -31,8 +35,8 @@ func TestCLIDRBDBadInput(t *testing.T) {
 		bad("relative disk", `disk "relative"`, "drbd", "config", "write", "data", "--node", "alpha=10.0.0.1:relative"),
 		bad("spec file missing", "no such file or directory", "drbd", "config", "write", "--spec", filepath.Join(dir, "missing.json")),
 	})
-	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
-		t.Fatalf("bad input wrote into the config dir: %v", ents)
+	if d := cmp.Diff(strings.Split(before, "\n"), strings.Split(snapshot(t, dir, true), "\n")); d != "" {
+		t.Fatalf("bad input changed the config dir (-before +after):\n%s", d)
 	}
 }
 

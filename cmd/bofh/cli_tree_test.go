@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/bofhkit/bofh/internal/hosttest"
 )
 
@@ -37,6 +39,7 @@ func treeStore(t *testing.T) (store, target string) {
 func TestCLITreeBadInput(t *testing.T) {
 	t.Parallel()
 	store, target := treeStore(t)
+	before := snapshot(t, store, true) + "\n" + snapshot(t, target, true)
 	badInput(t, nil, []cliCase{
 		bad("unknown version", "version not in the tree store: 9.9/web", "tree", "--store", store, "deploy", "web", "9.9", target),
 		bad("role with slash", `role "we/b"`, "tree", "--store", store, "deploy", "we/b", "1.0", target),
@@ -46,8 +49,8 @@ func TestCLITreeBadInput(t *testing.T) {
 		bad("seed in a dry run", "--dry-run: seed only writes metadata", "--dry-run", "tree", "--store", store, "seed", "web", "1.0", "1.1"),
 		bad("upgrade of an undeployed target", "has no recorded tree", "tree", "--store", store, "upgrade", "1.1", target),
 	})
-	if ents, _ := os.ReadDir(target); len(ents) != 0 {
-		t.Fatalf("bad input wrote into the target: %v", ents)
+	if d := cmp.Diff(strings.Split(before, "\n"), strings.Split(snapshot(t, store, true)+"\n"+snapshot(t, target, true), "\n")); d != "" {
+		t.Fatalf("bad input changed the store or the target (-before +after):\n%s", d)
 	}
 }
 
@@ -136,18 +139,17 @@ func TestCLITreeRemoteStore(t *testing.T) {
 	if err := os.WriteFile(openPW, []byte("secret\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	t.Run("bad input", func(t *testing.T) { // before the daemon stops
-		badInput(t, nil, []cliCase{
-			bad("password file readable by others", "must not be readable by group or others", "tree", "--store", url, "--password-file", openPW, "list", "web"),
-			bad("password file for a local store", "a password file is for an rsync daemon store", "tree", "--store", store, "--password-file", openPW, "list", "web"),
-			bad("missing remote version", "version not in the tree store: 9.9/web at "+url, "tree", "--store", url, "deploy", "web", "9.9", target),
-			bad("seed on a remote store", "seed writes metadata: needs a local store", "tree", "--store", url, "seed", "web", "1.0", "1.1"),
-			bad("password in the URL", "a password in the URL is refused", "tree", "--store", strings.Replace(url, "rsync://", "rsync://u:pw@", 1), "list", "web"),
-			bad("option as a store", "may not start with '-'", "tree", "--store=-e:/x", "list", "web"),
-		})
+	before := snapshot(t, store, true) + "\n" + snapshot(t, target, true)
+	badInput(t, nil, []cliCase{ // returns when every case ran: before the daemon stops
+		bad("password file readable by others", "must not be readable by group or others", "tree", "--store", url, "--password-file", openPW, "list", "web"),
+		bad("password file for a local store", "a password file is for an rsync daemon store", "tree", "--store", store, "--password-file", openPW, "list", "web"),
+		bad("missing remote version", "version not in the tree store: 9.9/web at "+url, "tree", "--store", url, "deploy", "web", "9.9", target),
+		bad("seed on a remote store", "seed writes metadata: needs a local store", "tree", "--store", url, "seed", "web", "1.0", "1.1"),
+		bad("password in the URL", "a password in the URL is refused", "tree", "--store", strings.Replace(url, "rsync://", "rsync://u:pw@", 1), "list", "web"),
+		bad("option as a store", "may not start with '-'", "tree", "--store=-e:/x", "list", "web"),
 	})
-	if ents, _ := os.ReadDir(target); len(ents) != 0 {
-		t.Fatalf("bad input wrote into the target: %v", ents)
+	if d := cmp.Diff(strings.Split(before, "\n"), strings.Split(snapshot(t, store, true)+"\n"+snapshot(t, target, true), "\n")); d != "" {
+		t.Fatalf("bad input changed the store or the target (-before +after):\n%s", d)
 	}
 	if _, errs, _ := bofh(t, nil, "tree", "--store", strings.Replace(url, "rsync://", "rsync://u:pw@", 1), "list", "web"); strings.Contains(errs, "pw@") {
 		t.Fatalf("the error shows the password: %s", errs)
@@ -175,7 +177,7 @@ func TestCLITreeRemoteStore(t *testing.T) {
 		t.Fatalf("list: %+v", l)
 	}
 	// an upgrade in a dry run fetches 1.1 into the mirror, changes nothing
-	before := snapshot(t, target, true)
+	before = snapshot(t, target, true)
 	dryRun(t, nil, "", []string{"tree", "--store", url, "upgrade", "1.1", target}, "would sync "+target+" with 1.1/web")
 	if snapshot(t, target, true) != before {
 		t.Fatal("upgrade dry run changed the target")
