@@ -109,11 +109,13 @@ func decodeLine(line []byte) (*Record, error) {
 	return &r, nil
 }
 
-// ReadJournal decodes a journal stream. A torn last line (no newline, bad
-// CRC or unparsable) is dropped and reported through torn; the valid
-// prefix length in bytes is returned so a writer can truncate there. A bad
-// line followed by more lines is corruption: ReadJournal returns the
-// records before it and an error wrapping ErrCorrupt.
+// ReadJournal decodes a journal stream. A torn last line — one without its
+// newline, which is the last byte a record's single write puts down — is
+// dropped and reported through torn; the valid prefix length in bytes is
+// returned so a writer can truncate there. A complete line that is bad
+// (CRC, JSON, sequence), last or not, is corruption, never a torn write:
+// ReadJournal returns the records before it and an error wrapping
+// ErrCorrupt, so its step is never silently forgotten.
 func ReadJournal(rd io.Reader) (recs []*Record, validLen int64, torn bool, err error) {
 	br := bufio.NewReaderSize(rd, 64<<10)
 	lineNo := 0
@@ -148,8 +150,9 @@ func ReadJournal(rd io.Reader) (recs []*Record, validLen int64, torn bool, err e
 		validLen += int64(len(line))
 	}
 	if pendingErr != nil {
-		// the bad line was the last one: a torn write
-		return recs, validLen, true, nil
+		// The bad line was the last one, but complete: a torn write cannot
+		// end in its newline.
+		return recs, validLen, false, pendingErr
 	}
 	return recs, validLen, false, nil
 }

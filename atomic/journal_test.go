@@ -2,6 +2,7 @@ package atomic
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"os"
@@ -68,10 +69,10 @@ func TestJournalDamage(t *testing.T) {
 	}{
 		{"clean", good, 4, false, nil},
 		{"torn tail, partial line", append(bytes.Clone(good), []byte(`{"crc":12,"rec":{"seq":5,"ty`)...), 4, true, nil},
-		{"torn tail, bad crc on last complete line", bytes.Join([][]byte{lines[0], lines[1], lines[2], flip(lines[3])}, nil), 3, true, nil},
+		{"bad crc on the last complete line is corruption", bytes.Join([][]byte{lines[0], lines[1], lines[2], flip(lines[3])}, nil), 3, false, ErrCorrupt},
 		{"crc mismatch in the middle", bytes.Join([][]byte{lines[0], flip(lines[1]), lines[2], lines[3]}, nil), 1, false, ErrCorrupt},
 		{"garbage in the middle", bytes.Join([][]byte{lines[0], []byte("not json\n"), lines[2]}, nil), 1, false, ErrCorrupt},
-		{"sequence gap", bytes.Join([][]byte{lines[0], lines[2]}, nil), 1, true, nil},
+		{"sequence gap", bytes.Join([][]byte{lines[0], lines[2]}, nil), 1, false, ErrCorrupt},
 		{"empty", nil, 0, false, nil},
 	}
 	for _, tc := range tests {
@@ -179,4 +180,31 @@ func FuzzReadJournal(f *testing.F) {
 		}
 		_, _ = buildHistory(out) // must not panic
 	})
+}
+
+// TestCorruptLastLineExits3 is issue 12 case 6: a complete last line with
+// a bad CRC is corruption, not a torn write: rollback refuses with exit 3
+// (it used to drop the line, so its step was never undone) and the
+// journal is left as it was for the operator.
+func TestCorruptLastLineExits3(t *testing.T) {
+	state := t.TempDir()
+	j, err := createJournal(state, "T1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.append(&Record{Type: recBegin, TxID: "T1", Name: "t"})
+	j.append(&Record{Type: recIntent, Step: 1, Kind: "file.write"})
+	j.close()
+	p := journalPath(state, "T1")
+	data, _ := os.ReadFile(p)
+	i := bytes.LastIndex(data[:len(data)-1], []byte("\n")) + 10
+	data[i] ^= 1 // flip a bit inside the last, complete line
+	os.WriteFile(p, data, 0o600)
+	err = RollbackID(context.Background(), "T1", nil, WithStateDir(state), WithFailpoints(""))
+	if ExitCode(err) != ExitRollbackIncomplete || !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("rollback: exit %d, %v; want exit 3, corrupt", ExitCode(err), err)
+	}
+	if after, _ := os.ReadFile(p); !bytes.Equal(after, data) {
+		t.Error("the corrupt journal was changed")
+	}
 }

@@ -745,7 +745,8 @@ func ExitCode(err error) int {
 	switch {
 	case err == nil:
 		return ExitOK
-	case errors.Is(err, ErrRollbackIncomplete), errors.Is(err, ErrDiverged):
+	case errors.Is(err, ErrRollbackIncomplete), errors.Is(err, ErrDiverged), errors.Is(err, ErrCorrupt):
+		// A corrupt journal: what it held cannot be rolled back as it is.
 		return ExitRollbackIncomplete
 	case errors.As(err, &f) && f.RollbackErr != nil:
 		return ExitRollbackIncomplete
