@@ -163,6 +163,8 @@ type journal struct {
 	path string
 	seq  int
 	sync bool
+	// reserved is how far the file's blocks are allocated.
+	reserved int64
 }
 
 var idRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
@@ -309,8 +311,24 @@ func (j *journal) append(r *Record) error {
 		j.seq--
 		return err
 	}
+	fi, err := j.f.Stat()
+	if err != nil {
+		j.seq--
+		return fmt.Errorf("stat journal: %w", err)
+	}
+	if r.Type == recIntent {
+		// Room for this step's undo record, and every earlier one's, and
+		// the end: a rollback must never find the disk full.
+		if err := j.reserve(fi.Size() + int64(len(line)) + int64(r.Step+2)*reservePerStep); err != nil {
+			j.seq--
+			return err
+		}
+	}
 	if _, err := j.f.Write(line); err != nil {
 		j.seq--
+		// A short write (disk full) is cut back off, so the journal ends
+		// on a whole record and the next append is readable.
+		_ = j.f.Truncate(fi.Size())
 		return fmt.Errorf("write journal: %w", err)
 	}
 	if j.sync {
@@ -319,6 +337,46 @@ func (j *journal) append(r *Record) error {
 		}
 	}
 	return nil
+}
+
+// reservePerStep is the room kept in a journal file for each step's undo
+// record (undone, or undo-failed with its error).
+const reservePerStep = 2048
+
+// reserve makes sure the journal file's blocks up to size are allocated
+// (fallocate, keeping the file's size), so later records up to there
+// cannot fail for lack of space. File systems without fallocate are
+// left as they are.
+func (j *journal) reserve(size int64) error {
+	if size <= j.reserved {
+		return nil
+	}
+	want := size + 16*reservePerStep // grow in steps, not per record
+	err := unix.Fallocate(int(j.f.Fd()), unix.FALLOC_FL_KEEP_SIZE, 0, want)
+	switch {
+	case err == nil:
+		j.reserved = want
+	case errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.ENOSYS):
+		j.reserved = 1 << 62
+	default:
+		return fmt.Errorf("reserve room in the journal for the rollback: %w", err)
+	}
+	return nil
+}
+
+// remove deletes the journal file (one that never got its begin record)
+// and closes it.
+func (j *journal) remove() {
+	if j == nil || j.f == nil {
+		return
+	}
+	dir, name := filepath.Dir(j.path), filepath.Base(j.path)
+	if d, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err == nil {
+		_ = unix.Unlinkat(d, name, 0)
+		_ = unix.Fsync(d)
+		unix.Close(d)
+	}
+	j.close()
 }
 
 func (j *journal) close() error {

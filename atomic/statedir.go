@@ -238,3 +238,42 @@ func removeData(stateDir, id string) error {
 	}
 	return d.sync()
 }
+
+// sweepData removes the backups (data/<id>) of transactions that are over
+// — committed, rolled back or forgotten — which a process killed between
+// its last record and its cleanup left behind. It is idempotent; new
+// transactions and tx list run it.
+func sweepData(stateDir string) {
+	s, err := openStateDir(stateDir, false)
+	if err != nil {
+		return
+	}
+	defer s.close()
+	d, err := s.sub("data", false)
+	if err != nil {
+		return
+	}
+	names, err := d.names()
+	d.close()
+	if err != nil {
+		return
+	}
+	jd, err := s.sub("journal", false)
+	if err != nil {
+		return
+	}
+	defer jd.close()
+	for _, id := range names {
+		if ValidID(id) != nil {
+			continue
+		}
+		h, locked, err := readTxIn(jd, id)
+		switch {
+		case errors.Is(err, ErrNotFound):
+		case err == nil && !locked && (h.state == StateCommitted || h.state == StateRolledBack):
+		default:
+			continue
+		}
+		_ = removeData(stateDir, id)
+	}
+}

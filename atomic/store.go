@@ -241,6 +241,7 @@ func List(stateDir string) ([]Summary, error) {
 		return nil, fmt.Errorf("list journals: %w", err)
 	}
 	defer jd.close()
+	sweepData(stateDir)
 	names, err := jd.names()
 	if err != nil {
 		return nil, fmt.Errorf("list journals: %w", err)

@@ -70,11 +70,27 @@ func (e *Env) StepDir() (string, error) {
 	if e.stateDir == "" {
 		return "", errors.New("step has no state directory")
 	}
-	d := filepath.Join(dataDir(e.stateDir, e.TxID), strconv.Itoa(e.Step))
-	if err := os.MkdirAll(d, 0o700); err != nil {
+	// Each level is opened without following a symlink and checked, and
+	// each one created is fsync'ed into its parent, so a backup that
+	// survives a power cut is also found again.
+	s, err := openStateDir(e.stateDir, true)
+	if err != nil {
 		return "", fmt.Errorf("create step data dir: %w", err)
 	}
-	return d, nil
+	defer s.close()
+	d := s
+	for _, name := range []string{"data", e.TxID, strconv.Itoa(e.Step)} {
+		sub, err := d.sub(name, true)
+		if d != s {
+			d.close()
+		}
+		if err != nil {
+			return "", fmt.Errorf("create step data dir: %w", err)
+		}
+		d = sub
+	}
+	d.close()
+	return d.path, nil
 }
 
 // CacheDir returns a private directory (0700) for caches a step kind
@@ -265,10 +281,19 @@ func Begin(ctx context.Context, name string, opts ...Option) (*Tx, error) {
 	}
 	j.sync = !o.noSync
 	tx.j = j
-	if err := j.append(&Record{Type: recBegin, TxID: tx.id, Name: name, PID: os.Getpid(), Recipe: o.recipe}); err != nil {
-		j.close()
+	// A reused ID must not adopt the backups an earlier transaction of
+	// that name left behind.
+	if err := removeData(o.stateDir, tx.id); err != nil {
+		j.remove()
 		return nil, err
 	}
+	if err := j.append(&Record{Type: recBegin, TxID: tx.id, Name: name, PID: os.Getpid(), Recipe: o.recipe}); err != nil {
+		// A journal without its begin record (disk full) is no
+		// transaction: leave nothing an operator must forget by hand.
+		j.remove()
+		return nil, err
+	}
+	sweepData(o.stateDir)
 	return tx, nil
 }
 
@@ -653,7 +678,8 @@ func (tx *Tx) cleanupData() {
 	if tx.o.dryRun {
 		return
 	}
-	_ = os.RemoveAll(dataDir(tx.o.stateDir, tx.id))
+	// Best effort: what a crash leaves here, sweepData removes later.
+	_ = removeData(tx.o.stateDir, tx.id)
 }
 
 // Run runs fn in a transaction named name: it commits if fn returns nil
