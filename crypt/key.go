@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/bofhkit/bofh/run"
 )
@@ -90,38 +91,44 @@ func (k Key) cmd(c *run.Cmd) error {
 	return nil
 }
 
-// asFile returns a path cryptsetup can read the key from: the key file
-// itself, or a 0600 file in dir holding the passphrase. Call cleanup as
-// soon as the command has run.
-func (k Key) asFile(dir, name string) (path string, cleanup func(), err error) {
-	if k.Passphrase == "" {
-		if k.File == "" {
-			return "", nil, errors.New("no key given")
+// cmdWithNew fills in how cryptsetup reads the current key and a new one
+// (luksAddKey, luksChangeKey), then appends the device and the new key's
+// file argument. Passphrases go on stdin and never into a file: the
+// current one first, cut off by --keyfile-size when a new passphrase
+// follows it, and the new one read to the end as the key file "-". Key
+// files are passed by path.
+func cmdWithNew(c *run.Cmd, cur, nk Key, device string) error {
+	for _, k := range []Key{cur, nk} {
+		switch {
+		case k.Passphrase == run.Redacted:
+			return ErrRedacted
+		case !k.set():
+			return errors.New("no key given")
 		}
-		return k.File, func() {}, nil
 	}
-	if k.Passphrase == run.Redacted {
-		return "", nil, ErrRedacted
+	var stdin []byte
+	if cur.Passphrase != "" {
+		b := []byte(cur.Passphrase.Reveal())
+		c.Argv = append(c.Argv, "--key-file=-")
+		if nk.Passphrase != "" {
+			c.Argv = append(c.Argv, "--keyfile-size", strconv.Itoa(len(b)))
+		}
+		stdin = append(stdin, b...)
+	} else {
+		c.Argv = append(c.Argv, "--key-file", cur.File)
 	}
-	p := filepath.Join(dir, name)
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_EXCL, 0o600)
-	if errors.Is(err, os.ErrExist) {
-		os.Remove(p)
-		f, err = os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_EXCL, 0o600)
+	c.Argv = append(c.Argv, device)
+	if nk.Passphrase != "" {
+		c.Argv = append(c.Argv, "-")
+		stdin = append(stdin, nk.Passphrase.Reveal()...)
+	} else {
+		c.Argv = append(c.Argv, nk.File)
 	}
-	if err != nil {
-		return "", nil, fmt.Errorf("key temp file: %w", err)
+	if stdin != nil {
+		c.Stdin = stdin
 	}
-	_, err = f.WriteString(k.Passphrase.Reveal())
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	cleanup = func() { os.Remove(p) }
-	if err != nil {
-		cleanup()
-		return "", nil, fmt.Errorf("key temp file: %w", err)
-	}
-	return p, cleanup, nil
+	c.Secrets = append(c.Secrets, secrets(cur, nk)...)
+	return nil
 }
 
 // secrets lists the passphrases of keys, for run.Cmd.Secrets.

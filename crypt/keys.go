@@ -172,31 +172,15 @@ func newSlots(dev string, u addUndo) ([]int, error) {
 
 func doAdd(ctx context.Context, env *atomic.Env, a AddKey, u addUndo) (SlotResult, error) {
 	res := SlotResult{Device: a.Device, Slot: -1}
-	dir, err := env.StepDir()
-	if err != nil {
-		return res, err
-	}
-	nk := Key{a.NewKeyFile, a.NewPassphrase}
-	c := run.Cmd{Argv: []string{"cryptsetup", "luksAddKey", "--batch-mode"}, Kind: run.Mutation,
-		Secrets: secrets(Key{a.KeyFile, a.Passphrase}, nk)}
+	c := run.Cmd{Argv: []string{"cryptsetup", "luksAddKey", "--batch-mode"}, Kind: run.Mutation}
 	if a.Slot != nil {
 		c.Argv = append(c.Argv, "--key-slot", strconv.Itoa(*a.Slot))
 	}
 	c.Argv = append(c.Argv, a.KDFCost.args(u.LUKS1)...)
-	if err := (Key{a.KeyFile, a.Passphrase}).cmd(&c); err != nil {
+	if err := cmdWithNew(&c, Key{a.KeyFile, a.Passphrase}, Key{a.NewKeyFile, a.NewPassphrase}, a.Device); err != nil {
 		return res, err
 	}
-	var newFile string
-	var cleanup func()
-	if env.DryRun && nk.Passphrase != "" {
-		newFile, cleanup = "(new key, a 0600 temp file)", func() {}
-	} else if newFile, cleanup, err = nk.asFile(dir, "newkey"); err != nil {
-		return res, err
-	}
-	c.Argv = append(c.Argv, a.Device, newFile)
-	_, err = env.Runner.Run(ctx, c)
-	cleanup()
-	if err != nil {
+	if _, err := env.Runner.Run(ctx, c); err != nil {
 		return res, classify(err)
 	}
 	if env.DryRun {
@@ -444,27 +428,12 @@ func doChange(ctx context.Context, env *atomic.Env, c ChangeKey, u headerUndo) (
 	if err := backupHeader(ctx, env, c.Device); err != nil {
 		return res, err
 	}
-	dir, err := env.StepDir()
-	if err != nil {
-		return res, err
-	}
-	nk := Key{c.NewKeyFile, c.NewPassphrase}
-	cmd := run.Cmd{Argv: []string{"cryptsetup", "luksChangeKey", "--batch-mode", "--key-slot", strconv.Itoa(slot)},
-		Kind: run.Mutation, Secrets: secrets(Key{c.KeyFile, c.Passphrase}, nk)}
+	cmd := run.Cmd{Argv: []string{"cryptsetup", "luksChangeKey", "--batch-mode", "--key-slot", strconv.Itoa(slot)}, Kind: run.Mutation}
 	cmd.Argv = append(cmd.Argv, c.KDFCost.args(luks1)...)
-	if err := (Key{c.KeyFile, c.Passphrase}).cmd(&cmd); err != nil {
+	if err := cmdWithNew(&cmd, Key{c.KeyFile, c.Passphrase}, Key{c.NewKeyFile, c.NewPassphrase}, c.Device); err != nil {
 		return res, err
 	}
-	var newFile string
-	var cleanup func()
-	if env.DryRun && nk.Passphrase != "" {
-		newFile, cleanup = "(new key, a 0600 temp file)", func() {}
-	} else if newFile, cleanup, err = nk.asFile(dir, "newkey"); err != nil {
-		return res, err
-	}
-	cmd.Argv = append(cmd.Argv, c.Device, newFile)
-	_, err = env.Runner.Run(ctx, cmd)
-	cleanup()
+	_, err := env.Runner.Run(ctx, cmd)
 	return res, classify(err)
 }
 
