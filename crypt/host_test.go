@@ -13,7 +13,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/bofhkit/bofh/atomic"
 	"github.com/bofhkit/bofh/run"
@@ -118,6 +121,9 @@ func TestFormatHost(t *testing.T) {
 			}, atomic.WithStateDir(t.TempDir()), atomic.WithFailpoints(tt.fail))
 			if got := atomic.ExitCode(err); got != tt.wantExit {
 				t.Fatalf("exit %d (%v), want %d", got, err, tt.wantExit)
+			}
+			if tt.fail != "" && !errors.Is(err, atomic.ErrFailpoint) {
+				t.Fatalf("failpoint %s did not fire: %v", tt.fail, err)
 			}
 			h, herr := ReadHeader(img)
 			if tt.wantLUKS {
@@ -248,7 +254,7 @@ func TestHeaderRestoreHost(t *testing.T) {
 			return tx.Do(ctx, HeaderRestore{Device: img, File: bk}, nil)
 		}, atomic.WithStateDir(t.TempDir()), atomic.WithFailpoints(fail))
 		if fail != "" {
-			if atomic.ExitCode(err) != 1 || sum(t, img) != changed {
+			if !errors.Is(err, atomic.ErrFailpoint) || atomic.ExitCode(err) != 1 || sum(t, img) != changed {
 				t.Fatalf("rolled back restore: %v, device restored to pre-step: %v", err, sum(t, img) == changed)
 			}
 			continue
@@ -315,62 +321,281 @@ func TestBadInputChangesNothing(t *testing.T) {
 	}
 }
 
-// TestSecretsNeverLeak runs key steps with passphrases, a rollback and a
-// failing command at debug log level, then greps every file of the state
-// dir, the log and the errors for the passphrases.
-func TestSecretsNeverLeak(t *testing.T) {
-	needCryptsetup(t)
-	ctx := context.Background()
-	secrets := []string{"Leak-Canary-One", "Leak-Canary-Two", "Leak-Canary-Three", "Leak-Canary-Wrong"}
-	var logBuf bytes.Buffer
-	log := slog.New(slog.NewTextHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	state := t.TempDir()
-	img := image(t, 24<<20)
-	dir := t.TempDir()
-	var errs []error
-	opts := func(fail string) []atomic.Option {
-		return []atomic.Option{atomic.WithStateDir(state), atomic.WithLogger(log),
-			atomic.WithRunner(&run.Local{Log: log}), atomic.WithFailpoints(fail)}
+// leakCanaries are the passphrases TestSecretsNeverLeak looks for: three
+// for the key workflow, one wrong one.
+var leakCanaries = []string{"Leak-Canary-One", "Leak-Canary-Two", "Leak-Canary-Three", "Leak-Canary-Wrong"}
+
+func leakWorkflow(img, dir string) func(tx *atomic.Tx) error {
+	return keyWorkflow(img, dir, run.Secret(leakCanaries[0]), run.Secret(leakCanaries[1]), run.Secret(leakCanaries[2]))
+}
+
+// leakHay collects what a leak could show, by where it was found.
+type leakHay struct {
+	mu    sync.Mutex
+	where map[string]*bytes.Buffer
+}
+
+func (h *leakHay) add(where string, b []byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.where == nil {
+		h.where = map[string]*bytes.Buffer{}
 	}
-	errs = append(errs, atomic.Run(ctx, "rolled back", keyWorkflow(img, dir, run.Secret(secrets[0]), run.Secret(secrets[1]), run.Secret(secrets[2])), opts("5:after:error")...))
-	errs = append(errs, atomic.Run(ctx, "kept", keyWorkflow(img, dir, run.Secret(secrets[0]), run.Secret(secrets[1]), run.Secret(secrets[2])), opts("")...))
-	// a cryptsetup command that fails with a passphrase on stdin
-	c := run.Cmd{Argv: []string{"cryptsetup", "open", "--test-passphrase"}, Kind: run.Query}
-	_ = Key{Passphrase: run.Secret(secrets[3])}.cmd(&c)
-	c.Argv = append(c.Argv, img)
-	_, err := (&run.Local{Log: log}).Run(ctx, c)
-	errs = append(errs, classify(err))
-	errs = append(errs, atomic.Run(ctx, "wrong", func(tx *atomic.Tx) error {
-		return tx.Do(ctx, ChangeKey{Device: img, Passphrase: run.Secret(secrets[3]), NewPassphrase: "x"}, nil)
-	}, opts("")...))
-	if !IsWrongPassphrase(errs[2]) {
-		t.Errorf("wrong passphrase not classified: %v", errs[2])
+	if h.where[where] == nil {
+		h.where[where] = &bytes.Buffer{}
 	}
-	var hay bytes.Buffer
-	hay.Write(logBuf.Bytes())
-	for _, e := range errs {
-		if e != nil {
-			fmt.Fprintf(&hay, "%v\n%+v\n%#v\n", e, e, e)
-		}
-	}
-	files := 0
-	_ = filepath.WalkDir(state, func(p string, d fs.DirEntry, err error) error {
+	h.where[where].Write(b)
+	h.where[where].WriteByte('\n')
+}
+
+// addDir adds every regular file under dir (journal, data/ with the step
+// directories, caches); it returns how many it read.
+func (h *leakHay) addDir(what, dir string) int {
+	n := 0
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err == nil && d.Type().IsRegular() {
-			b, _ := os.ReadFile(p)
-			hay.Write(b)
-			files++
+			if b, err := os.ReadFile(p); err == nil {
+				h.add(what+" "+p, b)
+				n++
+			}
 		}
 		return nil
 	})
-	if files == 0 || logBuf.Len() == 0 {
-		t.Fatalf("nothing to grep: %d files, %d log bytes", files, logBuf.Len())
-	}
-	if !strings.Contains(logBuf.String(), "cryptsetup") {
-		t.Errorf("debug log lacks the commands")
-	}
-	for _, s := range secrets {
-		if bytes.Contains(hay.Bytes(), []byte(s)) {
-			t.Errorf("passphrase %q leaked into journal, log or errors", s)
+	return n
+}
+
+// addProcs adds the command line of every process, and the environment of
+// every cryptsetup; it reports whether a cryptsetup was running.
+func (h *leakHay) addProcs(what string) bool {
+	seen := false
+	pids, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range pids {
+		cl, err := os.ReadFile(p + "/cmdline")
+		if err != nil {
+			continue
+		}
+		h.add(what+" "+p+"/cmdline", cl)
+		if bytes.Contains(cl, []byte("cryptsetup")) {
+			seen = true
+			if env, err := os.ReadFile(p + "/environ"); err == nil {
+				h.add(what+" "+p+"/environ", env)
+			}
 		}
 	}
+	return seen
+}
+
+func (h *leakHay) addErr(what string, err error) {
+	if err != nil {
+		h.add(what, []byte(fmt.Sprintf("%v\n%+v\n%#v", err, err, err)))
+	}
+}
+
+// check fails the test for every canary found, naming where.
+func (h *leakHay) check(t *testing.T, when string) {
+	t.Helper()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for where, b := range h.where {
+		for _, s := range leakCanaries {
+			if bytes.Contains(b.Bytes(), []byte(s)) {
+				t.Errorf("%s: passphrase %q found in %s", when, s, where)
+			}
+		}
+	}
+}
+
+// spyRunner runs commands with inner and shows hay what a leak could show
+// while the transaction is mid-step: each command's argv and environment,
+// every file of the state dir just before a mutation runs (a key staged in
+// a step directory is there then), and the command lines of all processes
+// while the command runs.
+type spyRunner struct {
+	inner    run.Runner
+	state    string
+	hay      *leakHay
+	mu       sync.Mutex
+	procHits int // /proc snapshots that caught a cryptsetup running
+}
+
+func (s *spyRunner) Run(ctx context.Context, c run.Cmd) (run.Result, error) {
+	s.hay.add("argv and env", []byte(fmt.Sprintf("%q %q", c.Argv, c.Env)))
+	if c.Kind == run.Mutation {
+		s.hay.addDir("state dir during "+c.Argv[0]+" "+c.Argv[1], s.state)
+	}
+	done := make(chan struct{})
+	var res run.Result
+	var err error
+	go func() {
+		defer close(done)
+		res, err = s.inner.Run(ctx, c)
+	}()
+	for {
+		if s.hay.addProcs("while " + strings.Join(c.Argv[:min(2, len(c.Argv))], " ") + " ran:") {
+			s.mu.Lock()
+			s.procHits++
+			s.mu.Unlock()
+		}
+		select {
+		case <-done:
+			return res, err
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+// killRunner SIGKILLs its own process just before the k-th command whose
+// argv[1] is verb runs: the step is mid-effect, its key material staged.
+type killRunner struct {
+	inner run.Runner
+	verb  string
+	k     int
+	n     int
+}
+
+func (r *killRunner) Run(ctx context.Context, c run.Cmd) (run.Result, error) {
+	if len(c.Argv) > 1 && c.Argv[1] == r.verb {
+		if r.n++; r.n == r.k {
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			time.Sleep(time.Hour)
+		}
+	}
+	return r.inner.Run(ctx, c)
+}
+
+// TestSecretsNeverLeak runs the key workflow with passphrases at debug log
+// level: committed, rolled back, and with a wrong passphrase, checking
+// each result; and interrupted (a SIGKILLed child) at every key step,
+// both by BOFH_FAIL before and after the step's effect and in the middle
+// of its cryptsetup command, then rolled back from the journal. It looks
+// for the passphrases in every file of the state dir (journal, data/ with
+// the step directories) while the transaction is interrupted and after,
+// in the debug logs, the errors, the commands' argv and environment, and
+// the command lines of the processes running meanwhile.
+func TestSecretsNeverLeak(t *testing.T) {
+	if v := os.Getenv("BOFH_CRYPT_LEAK_CHILD"); v != "" {
+		leakChild(v)
+		return
+	}
+	needCryptsetup(t)
+	ctx := context.Background()
+	t.Run("in process", func(t *testing.T) {
+		hay := &leakHay{}
+		var logBuf bytes.Buffer
+		log := slog.New(slog.NewTextHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		state := t.TempDir()
+		img := image(t, 24<<20)
+		dir := t.TempDir()
+		spy := &spyRunner{inner: &run.Local{Log: log}, state: state, hay: hay}
+		opts := func(fail string) []atomic.Option {
+			return []atomic.Option{atomic.WithStateDir(state), atomic.WithLogger(log), atomic.WithRunner(spy), atomic.WithFailpoints(fail)}
+		}
+		err := atomic.Run(ctx, "rolled back", leakWorkflow(img, dir), opts("5:after:error")...)
+		hay.addErr("error of the rolled-back run", err)
+		if !errors.Is(err, atomic.ErrFailpoint) || atomic.ExitCode(err) != atomic.ExitRolledBack {
+			t.Errorf("rolled-back run: %v (exit %d), want the failpoint, rolled back", err, atomic.ExitCode(err))
+		}
+		err = atomic.Run(ctx, "kept", leakWorkflow(img, dir), opts("")...)
+		hay.addErr("error of the committed run", err)
+		if err != nil {
+			t.Errorf("committed run: %v", err)
+		}
+		// a cryptsetup command that fails with a passphrase on stdin
+		c := run.Cmd{Argv: []string{"cryptsetup", "open", "--test-passphrase"}, Kind: run.Query}
+		if err := (Key{Passphrase: run.Secret(leakCanaries[3])}).cmd(&c); err != nil {
+			t.Fatal(err)
+		}
+		c.Argv = append(c.Argv, img)
+		_, err = spy.Run(ctx, c)
+		err = classify(err)
+		hay.addErr("error of cryptsetup open", err)
+		if !IsWrongPassphrase(err) {
+			t.Errorf("wrong passphrase not classified: %v", err)
+		}
+		err = atomic.Run(ctx, "wrong", func(tx *atomic.Tx) error {
+			return tx.Do(ctx, ChangeKey{Device: img, Passphrase: run.Secret(leakCanaries[3]), NewPassphrase: "x"}, nil)
+		}, opts("")...)
+		hay.addErr("error of the wrong-passphrase run", err)
+		if atomic.ExitCode(err) != atomic.ExitInvalid || !IsWrongPassphrase(err) {
+			t.Errorf("wrong passphrase: %v (exit %d), want exit 2", err, atomic.ExitCode(err))
+		}
+		hay.add("debug log", logBuf.Bytes())
+		if n := hay.addDir("state dir at the end", state); n == 0 {
+			t.Errorf("nothing to grep in the state dir")
+		}
+		if !strings.Contains(logBuf.String(), "cryptsetup luksAddKey") {
+			t.Errorf("the debug log lacks the commands")
+		}
+		if spy.procHits == 0 {
+			t.Errorf("no /proc snapshot caught a cryptsetup running: the command line check saw nothing")
+		}
+		t.Logf("%d /proc snapshots caught a cryptsetup", spy.procHits)
+		hay.check(t, "in process")
+	})
+	// each key step interrupted: by BOFH_FAIL before and after its effect,
+	// and by a kill just before its cryptsetup mutation runs
+	type cut struct{ name, fail, verb string }
+	var cuts []cut
+	for n, verb := range []string{"luksFormat#1", "luksAddKey#1", "luksChangeKey#1", "luksKillSlot#1", "luksHeaderBackup#2"} {
+		cuts = append(cuts, cut{fmt.Sprintf("%d-in-%s", n+1, verb), "", verb},
+			cut{fmt.Sprintf("%d-before", n+1), fmt.Sprintf("%d:before:kill", n+1), ""},
+			cut{fmt.Sprintf("%d-after", n+1), fmt.Sprintf("%d:after:kill", n+1), ""})
+	}
+	for _, c := range cuts {
+		t.Run(c.name, func(t *testing.T) {
+			hay := &leakHay{}
+			img := image(t, 24<<20)
+			before := sum(t, img)
+			state, dir := t.TempDir(), t.TempDir()
+			cmd := exec.Command(os.Args[0], "-test.run=^TestSecretsNeverLeak$", "-test.count=1")
+			cmd.Env = append(os.Environ(), "BOFH_CRYPT_LEAK_CHILD=kill-at:"+c.verb, "BOFH_CRYPT_LEAK_IMG="+img,
+				"BOFH_CRYPT_LEAK_DIR="+dir, "BOFH_CRYPT_LEAK_STATE="+state, atomic.FailEnv+"="+c.fail)
+			out, err := cmd.CombinedOutput()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != -1 {
+				t.Fatalf("child was not killed: %v\n%s", err, out)
+			}
+			hay.add("the child's debug log and output", out)
+			if n := hay.addDir("state dir of the interrupted transaction:", state); n == 0 {
+				t.Errorf("no journal left by the interrupted transaction")
+			}
+			hay.addProcs("after the kill:")
+			hay.check(t, "interrupted")
+			hay = &leakHay{}
+			var logBuf bytes.Buffer
+			log := slog.New(slog.NewTextHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			err = atomic.RollbackID(context.Background(), "leak", nil, atomic.WithStateDir(state), atomic.WithLogger(log),
+				atomic.WithRunner(&spyRunner{inner: &run.Local{Log: log}, state: state, hay: hay}), atomic.WithFailpoints(""))
+			hay.addErr("error of the rollback", err)
+			if err != nil {
+				t.Errorf("rollback of the interrupted transaction: %v", err)
+			}
+			if d, err := atomic.Show(state, "leak"); err != nil || d.State != atomic.StateRolledBack {
+				t.Errorf("after rollback: %v %v", d.State, err)
+			}
+			if sum(t, img) != before {
+				t.Errorf("rollback did not restore the device")
+			}
+			hay.add("the rollback's debug log", logBuf.Bytes())
+			hay.addDir("state dir after rollback:", state)
+			hay.check(t, "rolled back")
+		})
+	}
+}
+
+// leakChild is the child process of TestSecretsNeverLeak: it runs the key
+// workflow, killed by BOFH_FAIL or just before the command named by spec
+// ("kill-at:verb#k": the k-th cryptsetup verb; "kill-at:" alone leaves it
+// to BOFH_FAIL), with a debug log on stderr.
+func leakChild(spec string) {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	var r run.Runner = &run.Local{Log: log}
+	if verb, k, ok := strings.Cut(strings.TrimPrefix(spec, "kill-at:"), "#"); ok {
+		n, _ := strconv.Atoi(k)
+		r = &killRunner{inner: r, verb: verb, k: n}
+	}
+	err := atomic.Run(context.Background(), "leak", leakWorkflow(os.Getenv("BOFH_CRYPT_LEAK_IMG"), os.Getenv("BOFH_CRYPT_LEAK_DIR")),
+		atomic.WithStateDir(os.Getenv("BOFH_CRYPT_LEAK_STATE")), atomic.WithID("leak"), atomic.WithLogger(log), atomic.WithRunner(r))
+	fmt.Fprintln(os.Stderr, "child survived:", err)
+	os.Exit(9)
 }
