@@ -1,0 +1,106 @@
+package blockdev
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"syscall"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/bofhkit/bofh/atomic"
+)
+
+// TestCmdKillMidStep SIGKILLs a child applying the loop → GPT → partition
+// → mkfs → mount recipe right before a step's first mutating command
+// (BOFH_FAIL=<n>:cmd1:kill: the partition table is written but the kernel
+// not told, …), and during the rollback of a failure: right before an
+// undo's first command (undocmd1: the saved table is written back but the
+// kernel not told, …) or before an undo (undo:kill). A rollback from the
+// journal alone then brings the file back to its start, byte for byte, as
+// the real tools see it (observe: losetup, findmnt, wipefs, blkid, the
+// sha256 of every MiB).
+func TestCmdKillMidStep(t *testing.T) {
+	requireRoot(t)
+	requireTools(t, "losetup", "wipefs", "blkid", "mkfs.ext4", "partx", "findmnt")
+	ctx := context.Background()
+	file := sparseFile(t, 96<<20)
+	mnt := t.TempDir()
+	clean := observe(t, file, mnt)
+	fails := []struct{ fail, uncertain string }{
+		{"1:cmd1:kill", "1"},                  // losetup
+		{"2:cmd1:kill", "2"},                  // partx -u after the table is written
+		{"3:cmd1:kill", "3"},                  // partx -u after the partition is added
+		{"4:cmd1:kill", "4"},                  // mkfs.ext4
+		{"5:cmd1:kill", "5"},                  // mount
+		{"5:after:error,4:undocmd1:kill", ""}, // wipefs --all of the new ext4, the mount undone
+		{"5:after:error,2:undocmd1:kill", ""}, // partx -u after the old bytes are back
+		{"5:after:error,1:undocmd1:kill", ""}, // losetup --detach
+		{"5:after:error,3:undo:kill", ""},
+	}
+	for _, tc := range fails {
+		t.Run(tc.fail, func(t *testing.T) {
+			sd := t.TempDir()
+			cmd := exec.Command(os.Args[0], "-test.run=^$")
+			cmd.Env = append(os.Environ(), helperEnv+"=apply",
+				"BOFH_HELPER_RECIPE="+recipeText(file, mnt), "BOFH_HELPER_STATE="+sd, atomic.FailEnv+"="+tc.fail)
+			out, err := cmd.CombinedOutput()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || !ee.Sys().(syscall.WaitStatus).Signaled() || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+				t.Fatalf("child was not killed by SIGKILL: %v\n%s", err, out)
+			}
+			list, err := atomic.List(sd)
+			if err != nil || len(list) != 1 || list[0].State != atomic.StateInterrupted {
+				t.Fatalf("journals: %+v %v", list, err)
+			}
+			d, err := atomic.Show(sd, list[0].ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.uncertain != "" {
+				// killed inside step n: n is uncertain, the steps before done
+				var got []string
+				for _, s := range d.Steps {
+					got = append(got, s.Status)
+				}
+				var want []string
+				for i := range d.Steps {
+					if fmt.Sprint(i+1) == tc.uncertain {
+						want = append(want, atomic.StatusUncertain)
+					} else {
+						want = append(want, atomic.StatusDone)
+					}
+				}
+				if diff := cmp.Diff(want, got); diff != "" {
+					t.Fatalf("step statuses after the kill (-want +got):\n%s", diff)
+				}
+			}
+			if err := atomic.RollbackID(ctx, list[0].ID, nil, atomic.WithStateDir(sd), atomic.WithFailpoints("")); err != nil {
+				cleanupFile(t, file)
+				t.Fatalf("rollback: %v", err)
+			}
+			// as in TestRecipeCrashMatrix: mkfs's undo wipes the
+			// filesystem's signatures, not every block mkfs wrote, so once
+			// mkfs acted (step 4 done, or killed inside step 5 or a
+			// rollback) only the partition's MiB may differ; the table at
+			// the start and its backup at the end must be byte for byte
+			now := observe(t, file, mnt)
+			mkfsActed := tc.uncertain == "" || tc.uncertain == "5"
+			var bad []int
+			for _, mib := range changedMiB(clean, now) {
+				if !mkfsActed || mib < partOffset>>20 || mib >= (partOffset+partSize)>>20 {
+					bad = append(bad, mib)
+				}
+			}
+			start := clean
+			start.chunks, now.chunks = nil, nil // compared by MiB above
+			if diff := cmp.Diff(start, now, cmp.AllowUnexported(state{})); diff != "" || len(bad) > 0 {
+				cleanupFile(t, file)
+				t.Fatalf("after the rollback, not back to the start: MiB %v differ (mkfs acted: %v); loops, mount, signatures (-start +now):\n%s", bad, mkfsActed, diff)
+			}
+		})
+	}
+}
