@@ -9,10 +9,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/bofhkit/bofh/atomic"
+	"github.com/bofhkit/bofh/internal/hosttest"
 	"github.com/bofhkit/bofh/run"
 )
 
@@ -97,8 +99,9 @@ set_working_mc 0x20
 	cmd := exec.Command("ipmi_sim", "-c", filepath.Join(dir, "lan.conf"), "-f", filepath.Join(dir, "sim.emu"), "-s", filepath.Join(dir, "state"), "-n")
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
-	must(cmd.Start())
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	// ipmi_sim dies with the test binary, even a SIGKILLed one
+	must(hosttest.StartDaemon(cmd))
+	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() })
 	s := &sim{dir: dir, bmc: BMC{Address: "127.0.0.1", Port: port, User: "admin", PasswordFile: filepath.Join(dir, "pw"), Cipher: 3, Timeout: 2, Retries: 2}}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -276,7 +279,7 @@ func TestSimKill(t *testing.T) {
 			dir, id := t.TempDir(), fmt.Sprintf("ipmi-kill-%d-%s", i, phase)
 			cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
 			cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s|%s|%s|%d", childEnv, dir, id, s.bmc.PasswordFile, s.bmc.Port), atomic.FailEnv+"="+fp)
-			out, err := cmd.CombinedOutput()
+			out, err := hosttest.CombinedOutput(cmd) // dies with this test binary
 			var ee *exec.ExitError
 			if !errors.As(err, &ee) || ee.ExitCode() != -1 {
 				t.Fatalf("%s: child not killed: %v\n%s", fp, err, out)

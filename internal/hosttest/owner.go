@@ -2,6 +2,7 @@ package hosttest
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -343,4 +344,17 @@ func StartDaemon(cmd *exec.Cmd) error {
 		}
 	}()
 	return <-errc
+}
+
+// CombinedOutput is cmd.CombinedOutput for a child that must not outlive
+// the test binary, such as a crash test's child: it is started with
+// StartDaemon.
+func CombinedOutput(cmd *exec.Cmd) ([]byte, error) {
+	var b bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &b, &b
+	if err := StartDaemon(cmd); err != nil {
+		return nil, err
+	}
+	err := cmd.Wait()
+	return b.Bytes(), err
 }
