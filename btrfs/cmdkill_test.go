@@ -1,0 +1,109 @@
+package btrfs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/bofhkit/bofh/atomic"
+)
+
+// cmdKillEnv holds the recipe the child process of TestCmdKillMidStep
+// applies (JSON); cmdKillState its state dir.
+const (
+	cmdKillEnv   = "BOFH_BTRFS_CMDKILL_RECIPE"
+	cmdKillState = "BOFH_BTRFS_CMDKILL_STATE"
+)
+
+// TestHelperCmdKill is the child process of TestCmdKillMidStep: it applies
+// the recipe in $BOFH_BTRFS_CMDKILL_RECIPE with BOFH_FAIL from the
+// environment, and is to die by SIGKILL.
+func TestHelperCmdKill(t *testing.T) {
+	text := os.Getenv(cmdKillEnv)
+	if text == "" {
+		t.Skip("child process of TestCmdKillMidStep")
+	}
+	r, err := atomic.ParseRecipe([]byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = atomic.Apply(context.Background(), r, atomic.WithStateDir(os.Getenv(cmdKillState)))
+	t.Fatalf("not killed: %v", err)
+}
+
+// TestCmdKillMidStep SIGKILLs a child applying subvolume create, a file in
+// it, a read-only snapshot, set-default and a swap on a real btrfs, right
+// before a step's first btrfs command (BOFH_FAIL=<n>:cmd1:kill) and inside
+// the rollback of a failure, right before an undo's first btrfs command
+// (undocmd1:kill). A rollback from the journal alone then brings the
+// filesystem back to its start as the btrfs tool reports it.
+func TestCmdKillMidStep(t *testing.T) {
+	fs := &realFS{mnt: newBtrfs(t), dirs: map[string]string{}}
+	ctx := context.Background()
+	for _, fail := range []string{
+		"1:cmd1:kill",                   // btrfs subvolume create
+		"3:cmd1:kill",                   // btrfs subvolume snapshot -r
+		"4:cmd1:kill",                   // btrfs subvolume set-default
+		"6:after:error,4:undocmd1:kill", // set-default back to the old default
+		"6:after:error,3:undocmd1:kill", // delete the snapshot
+		"6:after:error,1:undocmd1:kill", // delete the subvolume
+	} {
+		t.Run(fail, func(t *testing.T) {
+			key := t.TempDir()
+			d := fs.runDir(t, key)
+			sv, snap, other := filepath.Join(d, "sv"), filepath.Join(d, "snap"), filepath.Join(d, "other")
+			if out, err := exec.Command("btrfs", "subvolume", "create", other).CombinedOutput(); err != nil {
+				t.Fatalf("%v %s", err, out)
+			}
+			rec := atomic.Recipe{Name: "btrfs cmd kill", Steps: []atomic.RecipeStep{
+				{Kind: "btrfs.subvol.create", With: map[string]any{"path": sv}},
+				{Kind: "file.write", With: map[string]any{"path": filepath.Join(sv, "marker"), "content": "sv"}},
+				{Kind: "btrfs.snapshot", With: map[string]any{"source": sv, "dest": snap, "readonly": true}},
+				{Kind: "btrfs.set-default", With: map[string]any{"path": snap}},
+				{Kind: "btrfs.swap", With: map[string]any{"path": sv, "with": other}},
+				{Kind: "dir.create", With: map[string]any{"path": filepath.Join(d, "last")}},
+			}}
+			text, err := json.Marshal(rec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := fs.snapshot(t, key)
+			state := t.TempDir()
+			cmd := exec.Command(os.Args[0], "-test.run=^TestHelperCmdKill$", "-test.count=1")
+			cmd.Env = append(os.Environ(), cmdKillEnv+"="+string(text), cmdKillState+"="+state, atomic.FailEnv+"="+fail)
+			out, err := cmd.CombinedOutput()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || !ee.Sys().(syscall.WaitStatus).Signaled() || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+				t.Fatalf("child was not killed by SIGKILL: %v\n%s", err, out)
+			}
+			list, err := atomic.List(state)
+			if err != nil || len(list) != 1 || list[0].State != atomic.StateInterrupted {
+				t.Fatalf("journals: %+v %v", list, err)
+			}
+			if n, ok := strings.CutSuffix(fail, ":cmd1:kill"); ok {
+				det, err := atomic.Show(state, list[0].ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if s := det.Steps[len(det.Steps)-1]; fmt.Sprint(s.Step) != n || s.Status != atomic.StatusUncertain {
+					t.Fatalf("killed in step %s: the journal's last step is %d %s", n, s.Step, s.Status)
+				}
+			}
+			if err := atomic.RollbackID(ctx, list[0].ID, nil, atomic.WithStateDir(state), atomic.WithFailpoints("")); err != nil {
+				t.Fatalf("rollback: %v", err)
+			}
+			if diff := cmp.Diff(strings.Split(start, "\n"), strings.Split(fs.snapshot(t, key), "\n")); diff != "" {
+				t.Fatalf("after the rollback (-start +now):\n%s", diff)
+			}
+		})
+	}
+}
