@@ -135,6 +135,7 @@ type options struct {
 	failpoints *string
 	recipe     json.RawMessage
 	noSync     bool
+	stop       <-chan struct{}
 }
 
 // WithStateDir sets where journals and backups live.
@@ -195,6 +196,8 @@ type Tx struct {
 	replay []*step // steps recorded by an earlier run, not yet reached
 	ended  bool
 	recipe json.RawMessage
+	// counted: this transaction is in Active until it is closed.
+	counted bool
 }
 
 // NewID returns a fresh transaction ID: a UTC timestamp and random suffix.
@@ -251,7 +254,7 @@ func Begin(ctx context.Context, name string, opts ...Option) (*Tx, error) {
 		if o.id != "" {
 			tx.id = o.id
 		}
-		return tx, nil
+		return tx.begun(), nil
 	}
 	if o.id != "" {
 		if err := ValidID(o.id); err != nil {
@@ -267,7 +270,7 @@ func Begin(ctx context.Context, name string, opts ...Option) (*Tx, error) {
 				return nil, err
 			}
 			tx.j.sync = !o.noSync
-			return tx, nil
+			return tx.begun(), nil
 		case !errors.Is(err, ErrNotFound):
 			return nil, err
 		}
@@ -294,7 +297,14 @@ func Begin(ctx context.Context, name string, opts ...Option) (*Tx, error) {
 		return nil, err
 	}
 	sweepData(o.stateDir)
-	return tx, nil
+	return tx.begun(), nil
+}
+
+// begun counts tx in Active.
+func (tx *Tx) begun() *Tx {
+	active.Add(1)
+	tx.counted = true
+	return tx
 }
 
 // load replays journal records into tx for a resumed run.
@@ -416,6 +426,9 @@ func (tx *Tx) do(ctx context.Context, id string, p Params, out any) error {
 		return decodeOut(rec.result, out, fail)
 	}
 
+	if err := tx.interrupted(ctx, n); err != nil {
+		return fail(err)
+	}
 	undo, result, noop, err := k.prepare(ctx, env, p)
 	if err != nil {
 		return fail(err)
@@ -588,6 +601,9 @@ func (tx *Tx) Rollback(ctx context.Context) error {
 	if tx.ended {
 		return errors.New("atomic: transaction already ended")
 	}
+	// The rollback runs to its end whatever stopped the run: a signal or
+	// a cancelled context must not cut an undo short.
+	ctx = context.WithoutCancel(ctx)
 	// steps recorded by an earlier run but not reached by this one are
 	// part of the transaction too
 	tx.steps = append(tx.steps, tx.replay...)
@@ -666,6 +682,10 @@ func undoStep(ctx context.Context, tx *Tx, k kind, st *step) error {
 func (tx *Tx) Close() error { return tx.close() }
 
 func (tx *Tx) close() error {
+	if tx.counted {
+		tx.counted = false
+		active.Add(-1)
+	}
 	if tx.j == nil {
 		return nil
 	}

@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -260,6 +261,10 @@ func (l *Local) Run(ctx context.Context, c Cmd) (Result, error) {
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = append(append(os.Environ(), "LC_ALL=C", "LANG=C"), c.Env...)
 	cmd.Dir = c.Dir
+	// Its own process group: a Ctrl-C at the terminal reaches bofh, which
+	// stops at the next step boundary, not the command in the middle of
+	// a step (or of an undo).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.WaitDelay = 5 * time.Second
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -136,7 +136,7 @@ func (a *app) runner() run.Runner {
 
 // txOptions returns the options every transaction of this invocation uses.
 func (a *app) txOptions() []atomic.Option {
-	opts := []atomic.Option{atomic.WithStateDir(a.stateDir), atomic.WithRunner(a.runner()), atomic.WithLogger(a.log)}
+	opts := []atomic.Option{atomic.WithStateDir(a.stateDir), atomic.WithRunner(a.runner()), atomic.WithLogger(a.log), atomic.WithStop(stopRun)}
 	if a.dryRun {
 		opts = append(opts, atomic.WithDryRun(a.err))
 	}
