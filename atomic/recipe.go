@@ -113,6 +113,8 @@ func (r *Recipe) Validate() error {
 				field, _, _ := strings.Cut(ref[2], ".")
 				if !prev.resultFields()[field] {
 					bad("%s: reference ${%s}: the result of %s has no field %q", where, m[1], prev.name(), field)
+				} else if err := fieldPath(prev.resultType(), strings.Split(ref[2], ".")); err != nil {
+					bad("%s: reference ${%s}: the result of %s %v", where, m[1], prev.name(), err)
 				}
 			}
 		})

@@ -75,6 +75,7 @@ type kind interface {
 	check(ctx context.Context, env *Env, p Params, undo []byte) (bool, []byte, bool, error)
 	irreversible() bool
 	resultFields() map[string]bool
+	resultType() reflect.Type
 }
 
 type def[P Params, U any, R any] struct {
@@ -121,6 +122,67 @@ func (d *def[P, U, R]) name() string       { return d.k }
 func (d *def[P, U, R]) irreversible() bool { return d.d.Irreversible }
 func (d *def[P, U, R]) resultFields() map[string]bool {
 	return d.rfld
+}
+func (d *def[P, U, R]) resultType() reflect.Type { return reflect.TypeFor[R]() }
+
+// fieldPath checks that path (JSON field names) leads somewhere in a
+// value of type t: through structs by their JSON names and through maps
+// by any key. It names the first element that cannot be followed.
+func fieldPath(t reflect.Type, path []string) error {
+	for i, f := range path {
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		switch t.Kind() {
+		case reflect.Interface:
+			return nil // known only at run time
+		case reflect.Map:
+			t = t.Elem()
+		case reflect.Struct:
+			ft, ok := jsonField(t, f)
+			if !ok {
+				return fmt.Errorf("has no field %q", strings.Join(path[:i+1], "."))
+			}
+			t = ft
+		default:
+			return fmt.Errorf("%q is a %s, not an object", strings.Join(path[:i], "."), typeName(t))
+		}
+	}
+	return nil
+}
+
+// jsonField finds the struct field (embedded structs flattened) whose
+// JSON name is name.
+func jsonField(t reflect.Type, name string) (reflect.Type, bool) {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		n, _ := jsonName(f)
+		if n == "-" {
+			continue
+		}
+		if f.Anonymous && n == "" {
+			ft := f.Type
+			for ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct {
+				if got, ok := jsonField(ft, name); ok {
+					return got, true
+				}
+			}
+			continue
+		}
+		if n == "" {
+			n = f.Name
+		}
+		if n == name {
+			return f.Type, true
+		}
+	}
+	return nil, false
 }
 
 func (d *def[P, U, R]) decodeParams(raw []byte) (Params, error) {
