@@ -84,7 +84,7 @@ func OwnerGone(tag string) bool {
 	if err != nil {
 		return os.IsNotExist(err) || strings.Contains(err.Error(), "no such process")
 	}
-	return now != st
+	return st != "0" && now != st // "0": the owner could not read its start time
 }
 
 // ownedName returns the base name for a new owned object of kind, ending
