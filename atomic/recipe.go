@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"unicode"
 
 	"gopkg.in/yaml.v3"
 )
@@ -73,6 +74,10 @@ func (r *Recipe) Validate() error {
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if strings.TrimSpace(r.Name) == "" {
 		bad("recipe has no name")
+	} else if strings.IndexFunc(r.Name, func(c rune) bool { return unicode.IsControl(c) || c == 0x7f }) >= 0 {
+		// It is printed by tx list: a control character would reach the
+		// operator's terminal raw.
+		bad("recipe name %q contains control characters", r.Name)
 	}
 	if len(r.Steps) == 0 {
 		bad("recipe has no steps")

@@ -33,6 +33,7 @@ steps:
 		{"validate fails", "name: x\nsteps:\n  - kind: test.touch\n    with: {dir: /tmp, name: x, bad: true}\n", "bad on purpose"},
 		{"ref to later step", "name: x\nsteps:\n  - kind: test.touch\n    with: {dir: /tmp, name: '${b.path}'}\n  - id: b\n    kind: test.touch\n    with: {dir: /tmp, name: y}\n", `no earlier step has id "b"`},
 		{"ref to missing field", "name: x\nsteps:\n  - id: a\n    kind: test.touch\n    with: {dir: /tmp, name: x}\n  - kind: test.touch\n    with: {dir: /tmp, name: '${a.size}'}\n", `has no field "size"`},
+		{"control character in the name (issue 12 case 14)", "name: \"web\\rcommitted\"\nsteps:\n  - kind: test.touch\n    with: {dir: /tmp, name: x}\n", "control characters"},
 		{"ref into a string (issue 12 case 14)", "name: x\nsteps:\n  - id: a\n    kind: test.touch\n    with: {dir: /tmp, name: x}\n  - kind: test.touch\n    with: {dir: /tmp, name: '${a.path.deeper}'}\n", `"path" is a string, not an object`},
 		{"malformed ref", "name: x\nsteps:\n  - id: a\n    kind: test.touch\n    with: {dir: /tmp, name: x}\n  - kind: test.touch\n    with: {dir: /tmp, name: '${a}'}\n", "want ${step-id.field}"},
 		{"duplicate id", "name: x\nsteps:\n  - id: a\n    kind: test.touch\n    with: {dir: /tmp, name: x}\n  - id: a\n    kind: test.touch\n    with: {dir: /tmp, name: y}\n", `id "a" used twice`},

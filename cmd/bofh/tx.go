@@ -9,6 +9,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"github.com/spf13/cobra"
 
@@ -153,7 +154,7 @@ died: roll it back, or resume a recipe).`,
 				tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 				fmt.Fprintln(tw, "ID\tNAME\tSTATE\tSTEPS\tDONE\tUPDATED")
 				for _, t := range txs {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\n", t.ID, t.Name, t.State, t.Steps, t.Done, t.Updated.Local().Format(time.DateTime))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\n", t.ID, printable(t.Name), t.State, t.Steps, t.Done, t.Updated.Local().Format(time.DateTime))
 				}
 				tw.Flush()
 			})
@@ -174,7 +175,7 @@ died: roll it back, or resume a recipe).`,
 				fmt.Fprintf(w, "transaction %s %q: %s, %d/%d steps done\n", d.ID, d.Name, d.State, d.Done, len(d.Steps))
 				fmt.Fprintf(w, "started %s, updated %s\n", d.Started.Local().Format(time.DateTime), d.Updated.Local().Format(time.DateTime))
 				if d.Error != "" {
-					fmt.Fprintf(w, "error: %s\n", d.Error)
+					fmt.Fprintf(w, "error: %s\n", printable(d.Error))
 				}
 				for _, s := range d.Steps {
 					name := s.Kind
@@ -333,4 +334,16 @@ func newStepCmd(a *app) *cobra.Command {
 	}
 	st.AddCommand(list, show)
 	return st
+}
+
+// printable makes text read from a journal safe for a terminal: control
+// characters (an escape sequence, a carriage return that would draw a
+// forged row) are shown escaped, Go-style, and tabs too (they would
+// shift a table's columns).
+func printable(s string) string {
+	if strings.IndexFunc(s, func(c rune) bool { return unicode.IsControl(c) || c == 0x7f }) < 0 {
+		return s
+	}
+	q := strconv.Quote(s)
+	return q[1 : len(q)-1]
 }
