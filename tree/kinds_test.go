@@ -2,6 +2,8 @@ package tree
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -19,7 +21,8 @@ var linkRe = regexp.MustCompile(` link=[^ ]*`)
 // undo (internal/kindtest). Each run deploys v1 on a fresh ext4 lab
 // (newLab) and runs the v1 → v2 upgrade recipe's steps up to the first one
 // of the kind under test; the snapshot is the target's fingerprint (the
-// oracle, not tree.Scan), with everything an upgrade changes.
+// oracle, not tree.Scan), with everything an upgrade changes. The state
+// dir is on the target's filesystem, as newLab has it, but for one case.
 func TestKinds(t *testing.T) {
 	requireRoot(t)
 	var mu sync.Mutex
@@ -59,25 +62,41 @@ func TestKinds(t *testing.T) {
 		fp := fingerprint(t, l.target)
 		var lines []string
 		for k, v := range fp {
-			// KNOWN BUG, left out of the comparison until it is fixed:
-			// a backup-mode rollback puts hard-linked files (usr/bin/a,
-			// usr/bin/b) back as separate copies, so their link group
-			// differs from the start. Drop this line to see it.
-			v = linkRe.ReplaceAllString(v, "")
 			lines = append(lines, fmt.Sprintf("%q %s", k, v))
 		}
 		sort.Strings(lines)
 		return strings.Join(lines, "\n")
 	}
+	// the state dir on the target's filesystem, as newLab has it: the
+	// backups are hard links
+	sameFS := func(t *testing.T, dir string) string {
+		mu.Lock()
+		l := labs[dir]
+		mu.Unlock()
+		d := filepath.Join(l.mnt, "kindtest-state")
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	// KNOWN BUG, left out of this one comparison until it is fixed: with
+	// the state dir on another filesystem the backups are copies, and the
+	// rollback puts hard-linked files (usr/bin/a, usr/bin/b) back as
+	// separate files, so their link group differs from the start. Drop the
+	// ReplaceAllString to see it.
+	noLinks := func(t *testing.T, dir string) string {
+		return linkRe.ReplaceAllString(snapshot(t, dir), "")
+	}
 	kindtest.Cover(t, []string{"tree."}, []kindtest.Case{
-		{Kind: "tree.snapshot", InDir: upTo("tree.snapshot", 1), Snapshot: snapshot,
+		{Kind: "tree.snapshot", InDir: upTo("tree.snapshot", 1), Snapshot: snapshot, StateDir: sameFS,
 			Unseen: "a hard-link backup is made outside the target"},
-		{Kind: "tree.hook", InDir: upTo("tree.hook", 1), Snapshot: snapshot,
+		{Kind: "tree.hook", InDir: upTo("tree.hook", 1), Snapshot: snapshot, StateDir: sameFS,
 			Unseen: "the pre hook writes outside the target; its undo does nothing"},
-		{Name: "tree.hook-post", Kind: "tree.hook", InDir: upTo("tree.hook", 2), Snapshot: snapshot,
+		{Name: "tree.hook-post", Kind: "tree.hook", InDir: upTo("tree.hook", 2), Snapshot: snapshot, StateDir: sameFS,
 			Unseen: "the post hook writes outside the target; its undo does nothing"},
-		{Kind: "tree.sync", InDir: upTo("tree.sync", 1), Snapshot: snapshot},
-		{Kind: "tree.add-only", InDir: upTo("tree.add-only", 1), Snapshot: snapshot},
-		{Kind: "tree.state", InDir: upTo("tree.state", 1), Snapshot: snapshot},
+		{Kind: "tree.sync", InDir: upTo("tree.sync", 1), Snapshot: snapshot, StateDir: sameFS},
+		{Kind: "tree.add-only", InDir: upTo("tree.add-only", 1), Snapshot: snapshot, StateDir: sameFS},
+		{Kind: "tree.state", InDir: upTo("tree.state", 1), Snapshot: snapshot, StateDir: sameFS},
+		{Name: "tree.sync-state-elsewhere", Kind: "tree.sync", InDir: upTo("tree.sync", 1), Snapshot: noLinks},
 	}, nil)
 }

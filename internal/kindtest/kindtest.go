@@ -143,6 +143,11 @@ type Case struct {
 	// directory, as InDir gets it): to emulate what a tool does to files
 	// the steps then read (wipefs --backup writing its backup files).
 	Wrap func(dir string, r run.Runner) run.Runner
+	// StateDir, optional, returns the state directory of the run in dir
+	// (an empty directory it creates); the default is a fresh temporary
+	// directory. Kinds whose backups depend on where it is (hard links on
+	// the same filesystem) set it.
+	StateDir func(t *testing.T, dir string) string
 	// Setup, optional, runs at the start of each run (e.g. to install a
 	// test hook with t.Cleanup).
 	Setup func(t *testing.T)
@@ -306,6 +311,9 @@ func newWorld(t *testing.T, c Case, info atomic.KindInfo) *world {
 		if ki.Irreversible {
 			t.Fatalf("setup step %d (%s) is irreversible: only the last step may be", i+1, ki.Kind)
 		}
+	}
+	if c.StateDir != nil {
+		w.state = c.StateDir(t, w.dir)
 	}
 	w.p = &plan{script: w.script, f: w.f}
 	w.start = w.snapshot(t)
