@@ -3,6 +3,7 @@ package atomic
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -237,5 +238,37 @@ func TestNewStateDirIs0700(t *testing.T) {
 	interrupted(t, old, "T1")
 	if fi, _ := os.Stat(old); fi.Mode().Perm() != 0o755 {
 		t.Errorf("an existing state dir was chmod'ed to %v", fi.Mode().Perm())
+	}
+}
+
+// TestDryRunWritesNothingUnderState is issue 12 case 14: a dry run leaves
+// nothing under the state dir (it wrote data/dry-run/), its scratch space
+// is gone at its end, and two dry runs do not share an ID.
+func TestDryRunWritesNothingUnderState(t *testing.T) {
+	state := t.TempDir()
+	var ids []string
+	var scratch string
+	for range 2 {
+		err := Run(context.Background(), "dry", func(tx *Tx) error {
+			ids = append(ids, tx.ID())
+			d, err := tx.env(1).StepDir()
+			if err != nil {
+				return err
+			}
+			scratch = d
+			return os.WriteFile(filepath.Join(d, "backup"), []byte("x"), 0o600)
+		}, WithStateDir(state), WithDryRun(io.Discard))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(scratch); !os.IsNotExist(err) {
+			t.Errorf("dry-run scratch %s survived the run", scratch)
+		}
+	}
+	if ids[0] == ids[1] {
+		t.Errorf("two dry runs share the ID %s", ids[0])
+	}
+	if ents, _ := os.ReadDir(state); len(ents) != 0 {
+		t.Errorf("a dry run wrote under the state dir: %v", ents)
 	}
 }

@@ -62,11 +62,33 @@ type Env struct {
 	Out io.Writer
 
 	stateDir string
+	// dryDir is the transaction's private scratch directory in a dry run.
+	dryDir *string
 }
 
 // StepDir returns a private directory (0700) for this step's backups under
 // the state dir, creating it. It is removed when the transaction ends.
 func (e *Env) StepDir() (string, error) {
+	if e.DryRun {
+		// A dry run writes nothing under the state dir: its steps get a
+		// private scratch directory of this transaction's, removed at its
+		// end.
+		if e.dryDir == nil {
+			return "", errors.New("step has no state directory")
+		}
+		if *e.dryDir == "" {
+			d, err := os.MkdirTemp("", "bofh-dry-run-")
+			if err != nil {
+				return "", fmt.Errorf("create dry-run scratch dir: %w", err)
+			}
+			*e.dryDir = d
+		}
+		d := filepath.Join(*e.dryDir, strconv.Itoa(e.Step))
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return "", fmt.Errorf("create dry-run scratch dir: %w", err)
+		}
+		return d, nil
+	}
 	if e.stateDir == "" {
 		return "", errors.New("step has no state directory")
 	}
@@ -198,6 +220,8 @@ type Tx struct {
 	recipe json.RawMessage
 	// counted: this transaction is in Active until it is closed.
 	counted bool
+	// dryDir is a dry run's scratch directory ("" until a step asks).
+	dryDir string
 }
 
 // NewID returns a fresh transaction ID: a UTC timestamp and random suffix.
@@ -250,7 +274,7 @@ func Begin(ctx context.Context, name string, opts ...Option) (*Tx, error) {
 	}
 	tx := &Tx{name: name, o: o, fp: fp, recipe: o.recipe}
 	if o.dryRun {
-		tx.id = "dry-run"
+		tx.id = "dry-run-" + NewID()
 		if o.id != "" {
 			tx.id = o.id
 		}
@@ -344,7 +368,7 @@ func (tx *Tx) Name() string { return tx.name }
 func (tx *Tx) Replaying() bool { return len(tx.replay) > 0 }
 
 func (tx *Tx) env(n int) *Env {
-	return &Env{Runner: tx.o.runner, Log: tx.o.log, TxID: tx.id, Step: n, DryRun: tx.o.dryRun, Out: tx.o.out, stateDir: tx.o.stateDir}
+	return &Env{Runner: tx.o.runner, Log: tx.o.log, TxID: tx.id, Step: n, DryRun: tx.o.dryRun, Out: tx.o.out, stateDir: tx.o.stateDir, dryDir: &tx.dryDir}
 }
 
 func (tx *Tx) append(r *Record) error {
@@ -685,6 +709,10 @@ func (tx *Tx) close() error {
 	if tx.counted {
 		tx.counted = false
 		active.Add(-1)
+	}
+	if tx.dryDir != "" {
+		_ = os.RemoveAll(tx.dryDir)
+		tx.dryDir = ""
 	}
 	if tx.j == nil {
 		return nil

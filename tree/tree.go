@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/bofhkit/bofh/atomic"
@@ -206,7 +207,7 @@ func mustJSON(v any) []byte {
 }
 
 func stepResult(stateDir, id, stepID string, out any) bool {
-	if id == "" || id == "dry-run" {
+	if id == "" || strings.HasPrefix(id, "dry-run") {
 		return false
 	}
 	d, err := atomic.Show(stateDir, id)
