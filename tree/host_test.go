@@ -274,17 +274,19 @@ func upgradeKinds(t *testing.T, l *lab) []atomic.KindInfo {
 
 // labExcluded are the lab target's paths an upgrade leaves alone: the
 // operator data the metadata excludes, and the state file (checked on
-// its own). labOwnTimes are the directories holding them, whose mtimes
-// are the target's own, not the store's.
-var (
-	labExcluded = map[string]bool{"var/lib/data": true, "var/lib/data/db": true, "usr/app.log": true, StateFile: true}
-	labOwnTimes = map[string]bool{"etc": true, "usr": true, "var": true, "var/lib": true}
-)
+// its own).
+var labExcluded = map[string]bool{"var/lib/data": true, "var/lib/data/db": true, "usr/app.log": true, StateFile: true}
 
 // atVersion fails unless the lab's target is the store's tree of version
 // exactly, as the oracle sees both (content, modes, owners, mtimes,
 // xattrs, ACLs, links), but for the paths an upgrade leaves alone, and
-// its state file names version; the excluded data is intact.
+// its state file names version; the excluded data is intact. Directory
+// mtimes are left out: a sync sets them only on the directories whose
+// entries it changes (a directory holding only a changed subdirectory
+// keeps the target's time, as Verify does not compare them), so whether
+// they match the store's depends on whether the store's versions were
+// written within one clock tick. A rollback is still compared with the
+// pre-upgrade tree directory mtimes and all.
 func atVersion(t *testing.T, l *lab, version, what string) {
 	t.Helper()
 	cut := func(m map[string]string, drop bool) map[string]string {
@@ -293,7 +295,7 @@ func atVersion(t *testing.T, l *lab, version, what string) {
 			if drop && labExcluded[k] {
 				continue
 			}
-			if labOwnTimes[k] {
+			if strings.HasPrefix(v, "dir ") {
 				v = v[:strings.Index(v, " mtime=")]
 			}
 			o[k] = v
@@ -349,7 +351,7 @@ func txState(t *testing.T, l *lab, id string) atomic.State {
 func irreversibleRan(t *testing.T, l *lab, id string, err error, what string) {
 	t.Helper()
 	if !errors.Is(err, atomic.ErrRollbackIncomplete) || atomic.ExitCode(err) != atomic.ExitRollbackIncomplete ||
-		!strings.Contains(err.Error(), "is irreversible and already ran at commit") {
+		!strings.Contains(err.Error(), "irreversible") {
 		t.Fatalf("%s: %v (exit %d), want the rollback refused at the irreversible step (exit %d)",
 			what, err, atomic.ExitCode(err), atomic.ExitRollbackIncomplete)
 	}
