@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -100,6 +102,88 @@ func TestCmdKillMidStep(t *testing.T) {
 			if diff := cmp.Diff(start, now, cmp.AllowUnexported(state{})); diff != "" || len(bad) > 0 {
 				cleanupFile(t, file)
 				t.Fatalf("after the rollback, not back to the start: MiB %v differ (mkfs acted: %v); loops, mount, signatures (-start +now):\n%s", bad, mkfsActed, diff)
+			}
+		})
+	}
+}
+
+// TestCmdKillTeardown applies the smoke recipe, then crashes a child
+// taking it apart — umount, wipe the filesystem's signatures, delete the
+// partition, detach the loop device — right before each step's first
+// mutating command (BOFH_FAIL=<n>:cmd1:kill), and inside the rollback of
+// a failure (undocmd1:kill). A rollback from the journal alone brings back
+// the mount, the loop device, the table and the signatures, as the real
+// tools see them; the partition's MiB may differ (mounting ext4 again
+// writes its superblock), the table at the start and its backup at the
+// end must not.
+func TestCmdKillTeardown(t *testing.T) {
+	requireRoot(t)
+	requireTools(t, "losetup", "wipefs", "blkid", "mkfs.ext4", "partx", "findmnt")
+	ctx := context.Background()
+	file := sparseFile(t, 96<<20)
+	mnt := t.TempDir()
+	if _, err := atomic.Apply(ctx, recipeFor(t, file, mnt), atomic.WithStateDir(t.TempDir()), atomic.WithFailpoints("")); err != nil {
+		t.Fatal(err)
+	}
+	up := observe(t, file, mnt)
+	if len(up.loops) != 1 || !up.mounted {
+		t.Fatalf("after the smoke recipe: %+v", up)
+	}
+	dev := up.loops[0]
+	teardown := fmt.Sprintf(`name: blockdev-teardown
+steps:
+  - {kind: umount, with: {target: %q}}
+  - {kind: fs.wipe, with: {device: %q}}
+  - {kind: part.delete, with: {device: %q, number: 1}}
+  - {kind: loop.detach, with: {device: %q}}
+  - {kind: dir.create, with: {path: %q}}
+`, mnt, dev+"p1", dev, dev, filepath.Join(t.TempDir(), "last"))
+	for _, fail := range []string{
+		"1:cmd1:kill",                   // umount
+		"2:cmd1:kill",                   // wipefs --all --backup
+		"3:cmd1:kill",                   // partx after the partition is gone from the table
+		"4:cmd1:kill",                   // losetup --detach
+		"5:after:error,4:undocmd1:kill", // losetup again
+		"5:after:error,3:undocmd1:kill", // partx after the table is back
+		"5:after:error,1:undocmd1:kill", // mount again
+	} {
+		t.Run(fail, func(t *testing.T) {
+			sd := t.TempDir()
+			cmd := exec.Command(os.Args[0], "-test.run=^$")
+			cmd.Env = append(os.Environ(), helperEnv+"=apply",
+				"BOFH_HELPER_RECIPE="+teardown, "BOFH_HELPER_STATE="+sd, atomic.FailEnv+"="+fail)
+			out, err := cmd.CombinedOutput()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || !ee.Sys().(syscall.WaitStatus).Signaled() || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+				t.Fatalf("child was not killed by SIGKILL: %v\n%s", err, out)
+			}
+			list, err := atomic.List(sd)
+			if err != nil || len(list) != 1 || list[0].State != atomic.StateInterrupted {
+				t.Fatalf("journals: %+v %v", list, err)
+			}
+			if n, ok := strings.CutSuffix(fail, ":cmd1:kill"); ok {
+				d, err := atomic.Show(sd, list[0].ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if s := d.Steps[len(d.Steps)-1]; fmt.Sprint(s.Step) != n || s.Status != atomic.StatusUncertain {
+					t.Fatalf("killed in step %s: the journal's last step is %d %s", n, s.Step, s.Status)
+				}
+			}
+			if err := atomic.RollbackID(ctx, list[0].ID, nil, atomic.WithStateDir(sd), atomic.WithFailpoints("")); err != nil {
+				t.Fatalf("rollback: %v", err)
+			}
+			now := observe(t, file, mnt)
+			var bad []int
+			for _, mib := range changedMiB(up, now) {
+				if mib < partOffset>>20 || mib >= (partOffset+partSize)>>20 {
+					bad = append(bad, mib)
+				}
+			}
+			start := up
+			start.chunks, now.chunks = nil, nil // compared by MiB above
+			if diff := cmp.Diff(start, now, cmp.AllowUnexported(state{})); diff != "" || len(bad) > 0 {
+				t.Fatalf("after the rollback, not back to the start: MiB %v differ; loops, mount, signatures (-start +now):\n%s", bad, diff)
 			}
 		})
 	}
