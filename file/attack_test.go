@@ -96,8 +96,10 @@ done`, w, victim, victim))
 			return tx.Do(context.Background(), Write{Path: target, Content: content, Mode: "0666"}, nil)
 		}, atomic.WithStateDir(state), atomic.WithFailpoints(""))
 		if err != nil {
-			if c := atomic.ExitCode(err); c != 1 {
-				t.Fatalf("apply %d: exit %d (want 0 or 1): %v", i, c, err)
+			// 1: failed and rolled back; 2: refused before acting (the
+			// attacker left a symlink at the target).
+			if c := atomic.ExitCode(err); c != 1 && c != 2 {
+				t.Fatalf("apply %d: exit %d (want 0, 1 or 2): %v", i, c, err)
 			}
 			failed++
 		} else {
@@ -225,5 +227,30 @@ func TestUndoDataIsAName(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(target); string(b) != "old\n" {
 		t.Errorf("target = %q", b)
+	}
+}
+
+// TestPrepareRefusalExits2 is issue 12 case 14: a refusal found while
+// planning (file.write over a directory), before anything acted, is bad
+// input: exit 2 and no journal (it was exit 1, "rolled back").
+func TestPrepareRefusalExits2(t *testing.T) {
+	d := t.TempDir()
+	os.Mkdir(filepath.Join(d, "sub"), 0o755)
+	state := t.TempDir()
+	for _, p := range []atomic.Params{
+		Write{Path: filepath.Join(d, "sub"), Content: "x"},
+		Remove{Path: filepath.Join(d, "sub")},
+		Symlink{Path: filepath.Join(d, "sub"), Target: "x"},
+		Dir{Path: filepath.Join(d, "a", "b")},
+	} {
+		err := atomic.Run(context.Background(), "t", func(tx *atomic.Tx) error {
+			return tx.Do(context.Background(), p, nil)
+		}, atomic.WithStateDir(state), atomic.WithFailpoints(""))
+		if atomic.ExitCode(err) != atomic.ExitInvalid {
+			t.Errorf("%s: exit %d (%v), want 2", p.StepKind(), atomic.ExitCode(err), err)
+		}
+	}
+	if l, _ := atomic.List(state); len(l) != 0 {
+		t.Errorf("refusals left journals: %+v", l)
 	}
 }

@@ -24,6 +24,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/bofhkit/bofh/atomic"
 )
 
 // Meta is the metadata bofh restores: mode, owner and times.
@@ -94,7 +96,7 @@ func parentTimes(env interface{ Dry(string, ...any) bool }, path string) (*dirTi
 			if env.Dry("need %s (not there yet; an earlier step must create it)", dir) {
 				return nil, nil
 			}
-			return nil, fmt.Errorf("parent directory %s does not exist", dir)
+			return nil, fmt.Errorf("%w: parent directory %s does not exist", atomic.ErrInvalid, dir)
 		}
 		return nil, fmt.Errorf("parent directory: %w", err)
 	}

@@ -142,7 +142,7 @@ func prepareWrite(_ context.Context, env *atomic.Env, w Write) (atomic.Plan[writ
 		return plan, err
 	}
 	if !fi.Mode().IsRegular() {
-		return plan, fmt.Errorf("%s exists and is not a regular file (%s)", w.Path, fi.Mode().Type())
+		return plan, fmt.Errorf("%w: %s exists and is not a regular file (%s)", atomic.ErrInvalid, w.Path, fi.Mode().Type())
 	}
 	m := metaOf(fi)
 	want, _ := w.target(&m)
@@ -331,7 +331,7 @@ func prepareRemove(_ context.Context, _ *atomic.Env, r Remove) (atomic.Plan[remo
 	case fi.Mode().IsRegular():
 		plan.Undo.Inode, plan.Undo.Handle = inodeOf(fi), handleOf(r.Path, fi)
 	default:
-		return plan, fmt.Errorf("%s is a %s; file.remove removes files and symlinks only", r.Path, fi.Mode().Type())
+		return plan, fmt.Errorf("%w: %s is a %s; file.remove removes files and symlinks only", atomic.ErrInvalid, r.Path, fi.Mode().Type())
 	}
 	plan.Undo.Meta = metaOf(fi)
 	if plan.Undo.Parent, err = timesOf(filepath.Dir(r.Path)); err != nil {
@@ -432,7 +432,7 @@ func prepareSymlink(_ context.Context, env *atomic.Env, s Symlink) (atomic.Plan[
 				return plan, nil
 			}
 		}
-		return plan, fmt.Errorf("%s already exists", s.Path)
+		return plan, fmt.Errorf("%w: %s already exists", atomic.ErrInvalid, s.Path)
 	}
 	plan.Undo.Parent, err = parentTimes(env, s.Path)
 	return plan, err
@@ -511,7 +511,7 @@ func prepareDir(_ context.Context, env *atomic.Env, d Dir) (atomic.Plan[dirUndo,
 		}
 		if ok {
 			if !fi.IsDir() {
-				return plan, fmt.Errorf("%s exists and is not a directory", p)
+				return plan, fmt.Errorf("%w: %s exists and is not a directory", atomic.ErrInvalid, p)
 			}
 			break
 		}
@@ -523,7 +523,7 @@ func prepareDir(_ context.Context, env *atomic.Env, d Dir) (atomic.Plan[dirUndo,
 		return plan, nil
 	}
 	if len(missing) > 1 && !d.Parents && !env.DryRun {
-		return plan, fmt.Errorf("parent %s does not exist (set parents: true to create it)", filepath.Dir(d.Path))
+		return plan, fmt.Errorf("%w: parent %s does not exist (set parents: true to create it)", atomic.ErrInvalid, filepath.Dir(d.Path))
 	}
 	var err error
 	plan.Undo.Created = missing
