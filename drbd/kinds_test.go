@@ -1,6 +1,7 @@
 package drbd
 
 import (
+	"context"
 	"crypto/sha256"
 	"fmt"
 	"os"
@@ -245,4 +246,55 @@ func TestKinds(t *testing.T) {
 		{Kind: "drbd.verify", Steps: verify, Script: script(verify)},
 		{Kind: "drbd.invalidate", Steps: invalidate, Script: script(invalidate)},
 	}, nil)
+}
+
+// TestDownUndoInterrupted: a rollback of an uncertain drbd.down (the
+// process died after `drbdadm down`, before the done record) that is
+// itself interrupted between the undo's `drbdadm up` and its `drbdadm
+// primary` leaves the resource up and Secondary. The second rollback
+// checks the step again: it must still see the effect (the resource was
+// Primary) and promote it, then undo the earlier steps in reverse.
+func TestDownUndoInterrupted(t *testing.T) {
+	steps := []atomic.Params{Up{Resource: "data"}, Primary{Resource: "data", Force: true}, Down{Resource: "data"}}
+	m := newDRBDModel(t)
+	sc := m.script(steps)
+	f := run.NewFake(t)
+	for i := 1; i <= 3; i++ {
+		sc(f, i, kindtest.Prepare)
+		sc(f, i, kindtest.Do)
+	}
+	sc(f, 3, kindtest.CheckPresent)
+	m.state(f)             // the undo finds it down,
+	m.adm(f, "up", "data") // brings it up, and the failpoint stops it before `drbdadm primary`
+	if !m.up || m.role != "Secondary" {
+		t.Fatalf("model after the interrupted undo: %+v", m)
+	}
+	sc(f, 3, kindtest.CheckPresent)
+	sc(f, 3, kindtest.Undo)
+	sc(f, 2, kindtest.Undo)
+	sc(f, 1, kindtest.Undo)
+	state := t.TempDir()
+	ctx := context.Background()
+	err := atomic.Run(ctx, "down", func(tx *atomic.Tx) error {
+		for _, p := range steps {
+			if err := tx.Do(ctx, p, nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, atomic.WithStateDir(state), atomic.WithRunner(f), atomic.WithFailpoints("3:after:error,3:undocmd2:error"))
+	if atomic.ExitCode(err) != atomic.ExitRollbackIncomplete {
+		t.Fatalf("first run: %v, want an interrupted rollback (exit 3)", err)
+	}
+	txs, err := atomic.List(state)
+	if err != nil || len(txs) != 1 {
+		t.Fatalf("journals: %+v %v", txs, err)
+	}
+	if err := atomic.RollbackID(ctx, txs[0].ID, nil, atomic.WithStateDir(state), atomic.WithRunner(f), atomic.WithFailpoints("")); err != nil {
+		t.Fatalf("second rollback: %v", err)
+	}
+	f.Done()
+	if m.up || m.role != "" {
+		t.Errorf("after the second rollback the model is %+v, want down (its starting state)", m)
+	}
 }

@@ -78,9 +78,13 @@ func init() {
 			}
 			return nil
 		},
-		Check: func(ctx context.Context, env *atomic.Env, p Down, _ downUndo) (bool, struct{}, error) {
+		// The effect is present while the resource is down, and also while
+		// it is up but no longer Primary as it was: an undo interrupted
+		// between its up and its primary left it so, and a second rollback
+		// must still promote it.
+		Check: func(ctx context.Context, env *atomic.Env, p Down, u downUndo) (bool, struct{}, error) {
 			st, err := State(ctx, env.Runner, p.Resource)
-			return err == nil && !st.Up, struct{}{}, err
+			return err == nil && (!st.Up || (u.Primary && st.Role != "Primary")), struct{}{}, err
 		},
 	})
 	atomic.Register(atomic.Def[Primary, struct{}, struct{}]{
