@@ -2,6 +2,7 @@ package blockdev
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -185,6 +186,55 @@ steps:
 			if diff := cmp.Diff(start, now, cmp.AllowUnexported(state{})); diff != "" || len(bad) > 0 {
 				t.Fatalf("after the rollback, not back to the start: MiB %v differ; loops, mount, signatures (-start +now):\n%s", bad, diff)
 			}
+		})
+	}
+}
+
+// TestCmdKillResize crashes an offline ext4 grow by 32 MiB between its
+// commands (truncate, losetup --set-capacity, e2fsck, resize2fs): fs.resize
+// killed before the k-th is rolled back from the journal to the old size;
+// fs.grow (irreversible, run at commit) killed there is resumed to the new
+// size. Either way the loop device's capacity (blockdev), the filesystem
+// (e2fsck) and a file's content are checked with the real tools
+// (killLabCheck).
+func TestCmdKillResize(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		kind string
+		k    int
+	}{{"fs.resize", 2}, {"fs.resize", 4}, {"fs.grow", 2}, {"fs.grow", 3}} {
+		t.Run(fmt.Sprintf("%s-cmd%d", tc.kind, tc.k), func(t *testing.T) {
+			l := newResizeLab(t, 64*mib, "ext4")
+			data := killLabData(t, l, false)
+			rec := atomic.Recipe{Name: "resize", Steps: []atomic.RecipeStep{{Kind: tc.kind, With: map[string]any{"file": l.file, "type": "ext4", "size": "+32M"}}}}
+			text, err := json.Marshal(rec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sd := t.TempDir()
+			cmd := exec.Command(os.Args[0], "-test.run=^$")
+			cmd.Env = append(os.Environ(), helperEnv+"=apply", "BOFH_HELPER_RECIPE="+string(text), "BOFH_HELPER_STATE="+sd,
+				fmt.Sprintf("%s=1:cmd%d:kill", atomic.FailEnv, tc.k))
+			out, err := cmd.CombinedOutput()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || !ee.Sys().(syscall.WaitStatus).Signaled() || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+				t.Fatalf("child was not killed by SIGKILL: %v\n%s", err, out)
+			}
+			list, err := atomic.List(sd)
+			if err != nil || len(list) != 1 || list[0].State != atomic.StateInterrupted {
+				t.Fatalf("journals: %+v %v", list, err)
+			}
+			if tc.kind == "fs.grow" {
+				if err := atomic.ResumeID(ctx, list[0].ID, atomic.WithStateDir(sd), atomic.WithFailpoints("")); err != nil {
+					t.Fatalf("resume: %v", err)
+				}
+				killLabCheck(t, l, "resume", 96*mib, "ext4", false, data)
+				return
+			}
+			if err := atomic.RollbackID(ctx, list[0].ID, nil, atomic.WithStateDir(sd), atomic.WithFailpoints("")); err != nil {
+				t.Fatalf("rollback: %v", err)
+			}
+			killLabCheck(t, l, "rollback", 64*mib, "ext4", false, data)
 		})
 	}
 }
