@@ -25,3 +25,12 @@ func TestListEscapesControlCharacters(t *testing.T) {
 		t.Errorf("tx list printed the name raw:\n%q", out)
 	}
 }
+
+// TestEmptyStateDirRefused is issue 12 case 14: --state-dir "" is bad
+// input (exit 2), not silently /var/lib/bofh.
+func TestEmptyStateDirRefused(t *testing.T) {
+	_, errs, code := bofh(t, nil, "--state-dir", "", "tx", "list")
+	if code != 2 || !strings.Contains(errs, "--state-dir is empty") {
+		t.Errorf("exit %d, %q; want 2 and a clear message", code, errs)
+	}
+}

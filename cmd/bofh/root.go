@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -116,6 +117,14 @@ func (a *app) setup(cmd *cobra.Command) error {
 	}
 	a.log = slog.New(slog.NewTextHandler(a.err, &slog.HandlerOptions{Level: lvl}))
 	slog.SetDefault(a.log)
+	if strings.TrimSpace(a.stateDir) == "" {
+		// An empty --state-dir (or BOFH_STATE_DIR set empty by a script's
+		// unset variable) must not quietly become the default.
+		return usageError{fmt.Errorf("--state-dir is empty: name a directory, or leave the flag out for %s", atomic.DefaultStateDir)}
+	}
+	if abs, err := filepath.Abs(a.stateDir); err == nil {
+		a.stateDir = abs
+	}
 	explicit := cmd.Flags().Changed("site") || os.Getenv("BOFH_SITE") != ""
 	s, err := site.Load(a.sitePath, explicit)
 	if err != nil {
