@@ -107,3 +107,48 @@ func TestCmdKillMidStep(t *testing.T) {
 		})
 	}
 }
+
+// TestCmdKillDelete SIGKILLs a child at commit, right before the btrfs
+// command of an irreversible subvolume delete (2:cmd1:kill), past the
+// point of no return: a resume from the journal deletes the subvolume and
+// keeps the one step 1 made.
+func TestCmdKillDelete(t *testing.T) {
+	fs := &realFS{mnt: newBtrfs(t), dirs: map[string]string{}}
+	ctx := context.Background()
+	d := fs.runDir(t, t.TempDir())
+	old, sv := filepath.Join(d, "old"), filepath.Join(d, "sv")
+	if out, err := exec.Command("btrfs", "subvolume", "create", old).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	rec := atomic.Recipe{Name: "btrfs delete kill", Steps: []atomic.RecipeStep{
+		{Kind: "btrfs.subvol.create", With: map[string]any{"path": sv}},
+		{Kind: "btrfs.subvol.delete", With: map[string]any{"path": old}},
+	}}
+	text, err := json.Marshal(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperCmdKill$", "-test.count=1")
+	cmd.Env = append(os.Environ(), cmdKillEnv+"="+string(text), cmdKillState+"="+state, atomic.FailEnv+"=2:cmd1:kill")
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || !ee.Sys().(syscall.WaitStatus).Signaled() || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("child was not killed by SIGKILL: %v\n%s", err, out)
+	}
+	list, err := atomic.List(state)
+	if err != nil || len(list) != 1 || list[0].State != atomic.StateInterrupted {
+		t.Fatalf("journals: %+v %v", list, err)
+	}
+	id := list[0].ID
+	if !strings.Contains(btrfsOut(t, "subvolume", "list", fs.mnt), "/old\n") {
+		t.Fatal("the subvolume is gone although the kill came before the delete command")
+	}
+	if err := atomic.ResumeID(ctx, id, atomic.WithStateDir(state), atomic.WithFailpoints("")); err != nil {
+		t.Fatalf("resume: %v", err)
+	}
+	list2 := btrfsOut(t, "subvolume", "list", fs.mnt)
+	if strings.Contains(list2, "/old\n") || !strings.Contains(list2, "/sv\n") {
+		t.Fatalf("after resume, want sv and not old:\n%s", list2)
+	}
+}
