@@ -51,7 +51,27 @@
 // The harness requires the snapshot after each rollback to equal the one
 // taken before the run, and the snapshot right after the last step (failed
 // "after" its effect, or done before a commit) to differ from the one
-// taken right before it: the effect happened, so the undo had work to do.
+// taken right before it: the effect happened, so the undo had work to do
+// (Unseen names the exception, with its reason). Make the last step act
+// on something no setup step's undo removes wholesale, or a do-nothing
+// undo goes unseen.
+//
+// Kinds that look at the system with system calls as well as commands
+// (btrfs subvolumes, netlink, tree stores) run against the real thing:
+// Wrap returns a real runner (&run.Local{}) instead of the fake, InDir
+// makes a fresh real object per run (a directory on a btrfs mount, a
+// network namespace, a tree lab), and Snapshot asks the real tool
+// (btrfs subvolume list, ip -j, an independent fingerprint). Wrap can
+// also wrap the fake to emulate a tool's effect on an image file
+// (wipefs --backup writing its backup), and StateDir puts the journal
+// where the kind's backups need it (the target's filesystem).
+//
+// A run that fails logs the phases it expected, e.g. "1:prepare 1:do
+// 2:prepare 2:do 2:check-present 2:undo 1:undo": match them against the
+// fake's first complaint.
+//
+// Crashes (SIGKILL) are not run here: see atomic's cmd<k>, undocmd<k> and
+// undo:kill failpoints and each package's cmdkill_test.go.
 //
 // Coverage: Cover fails when a registered kind matching owned (a name, or
 // a prefix ending in ".") has neither a Case nor an Allow entry with a
