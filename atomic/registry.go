@@ -61,6 +61,11 @@ type Def[P Params, U any, R any] struct {
 	// Do would have returned. Optional; used to resolve a step that was
 	// interrupted between its intent and done records.
 	Check func(ctx context.Context, env *Env, p P, u U) (bool, R, error)
+	// Cleanup removes what an interrupted Do may have started without
+	// its effect taking place (a temporary file beside the target). It is
+	// called instead of Undo when Check finds an uncertain step's effect
+	// absent. Optional; must be idempotent.
+	Cleanup func(ctx context.Context, env *Env, p P, u U) error
 }
 
 // kind is a registered step kind with its types erased.
@@ -73,6 +78,7 @@ type kind interface {
 	do(ctx context.Context, env *Env, p Params, undo []byte) ([]byte, error)
 	undo(ctx context.Context, env *Env, p Params, undo, result []byte) error
 	check(ctx context.Context, env *Env, p Params, undo []byte) (bool, []byte, bool, error)
+	cleanup(ctx context.Context, env *Env, p Params, undo []byte) error
 	irreversible() bool
 	resultFields() map[string]bool
 	resultType() reflect.Type
@@ -283,6 +289,21 @@ func (d *def[P, U, R]) undo(ctx context.Context, env *Env, p Params, undo, resul
 }
 
 // check returns (present, result, hasCheck, err).
+func (d *def[P, U, R]) cleanup(ctx context.Context, env *Env, p Params, undo []byte) error {
+	if d.d.Cleanup == nil {
+		return nil
+	}
+	pp, err := d.cast(p)
+	if err != nil {
+		return err
+	}
+	var u U
+	if err := unmarshalOpt(undo, &u); err != nil {
+		return fmt.Errorf("decode undo of %s: %w", d.k, err)
+	}
+	return d.d.Cleanup(ctx, env, pp, u)
+}
+
 func (d *def[P, U, R]) check(ctx context.Context, env *Env, p Params, undo []byte) (bool, []byte, bool, error) {
 	if d.d.Check == nil {
 		return false, nil, false, nil

@@ -689,7 +689,8 @@ func undoStep(ctx context.Context, tx *Tx, k kind, st *step) error {
 			return fmt.Errorf("check uncertain step: %w", err)
 		}
 		if hasCheck && !present {
-			return nil // never took effect
+			// Never took effect; clear what its Do may have started.
+			return k.cleanup(ctx, env, p, st.undo)
 		}
 		result = res
 	}

@@ -174,38 +174,42 @@ func TestParallelWritersOfOnePath(t *testing.T) {
 	}
 }
 
-// TestUndoRemovesItsTemporary: a write killed between creating its
+// TestUndoRemovesItsTemporary: a write cut short between creating its
 // temporary and renaming it leaves the temporary; the rollback removes it
-// (issue 12 case 8), and only its own step's.
+// (issue 12 case 8) — also when Check finds the write never took effect
+// (before: the step's undo was skipped and the temporary stayed) — and
+// only its own step's.
 func TestUndoRemovesItsTemporary(t *testing.T) {
-	d := t.TempDir()
-	target := filepath.Join(d, "f")
-	os.WriteFile(target, []byte("old\n"), 0o644)
-	other := filepath.Join(d, tempTag("othertx", 1)+"0123456789abcdef")
-	os.WriteFile(other, nil, 0o600)
-	state := t.TempDir()
-	var id string
-	err := atomic.Run(context.Background(), "t", func(tx *atomic.Tx) error {
-		id = tx.ID()
-		// What a Do killed after creating its temporary leaves behind.
-		if err := os.WriteFile(filepath.Join(d, tempTag(id, 1)+"00000000deadbeef"), []byte("partial"), 0o600); err != nil {
-			return err
-		}
-		return tx.Do(context.Background(), Write{Path: target, Content: "new\n"}, nil)
-	}, atomic.WithStateDir(state), atomic.WithFailpoints("1:after:error"))
-	if atomic.ExitCode(err) != 1 {
-		t.Fatalf("want a rolled-back failure, got %v", err)
-	}
-	if got, _ := os.ReadFile(target); string(got) != "old\n" {
-		t.Errorf("target = %q after rollback", got)
-	}
-	ents, _ := os.ReadDir(d)
-	var names []string
-	for _, e := range ents {
-		names = append(names, e.Name())
-	}
-	if want := []string{filepath.Base(other), "f"}; strings.Join(names, " ") != strings.Join(want, " ") {
-		t.Errorf("after rollback the directory holds %v, want %v (own temporaries removed, others' kept)", names, want)
+	for _, fp := range []string{"1:after:error", "1:before:error"} {
+		t.Run(fp, func(t *testing.T) {
+			d := t.TempDir()
+			target := filepath.Join(d, "f")
+			os.WriteFile(target, []byte("old\n"), 0o644)
+			other := filepath.Join(d, tempTag("othertx", 1)+"0123456789abcdef")
+			os.WriteFile(other, nil, 0o600)
+			state := t.TempDir()
+			err := atomic.Run(context.Background(), "t", func(tx *atomic.Tx) error {
+				// What a Do killed after creating its temporary leaves behind.
+				if err := os.WriteFile(filepath.Join(d, tempTag(tx.ID(), 1)+"00000000deadbeef"), []byte("partial"), 0o600); err != nil {
+					return err
+				}
+				return tx.Do(context.Background(), Write{Path: target, Content: "new\n"}, nil)
+			}, atomic.WithStateDir(state), atomic.WithFailpoints(fp))
+			if atomic.ExitCode(err) != 1 {
+				t.Fatalf("want a rolled-back failure, got %v", err)
+			}
+			if got, _ := os.ReadFile(target); string(got) != "old\n" {
+				t.Errorf("target = %q after rollback", got)
+			}
+			ents, _ := os.ReadDir(d)
+			var names []string
+			for _, e := range ents {
+				names = append(names, e.Name())
+			}
+			if want := []string{filepath.Base(other), "f"}; strings.Join(names, " ") != strings.Join(want, " ") {
+				t.Errorf("after rollback the directory holds %v, want %v (own temporaries removed, others' kept)", names, want)
+			}
+		})
 	}
 }
 

@@ -22,6 +22,7 @@ func init() {
 		Do:      doWrite,
 		Undo:    undoWrite,
 		Check:   checkWrite,
+		Cleanup: cleanupWrite,
 	})
 	atomic.Register(atomic.Def[Remove, removeUndo, struct{}]{
 		Doc:     "remove a file or symlink; undo puts it back with its owner, mode and mtime",
@@ -274,6 +275,17 @@ func undoWrite(_ context.Context, env *atomic.Env, w Write, u writeUndo, r Write
 		}
 	}
 	return u.Parent.restore()
+}
+
+// cleanupWrite removes the temporaries of a write that was cut short
+// before its rename.
+func cleanupWrite(_ context.Context, env *atomic.Env, w Write, _ writeUndo) error {
+	d, err := openDir(filepath.Dir(w.Path))
+	if err != nil {
+		return nil // no parent: nothing was started there
+	}
+	defer d.close()
+	return d.removeTemps(tempTag(env.TxID, env.Step))
 }
 
 func checkWrite(_ context.Context, _ *atomic.Env, w Write, u writeUndo) (bool, WriteResult, error) {

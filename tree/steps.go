@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -553,9 +554,15 @@ func doSync(_ context.Context, env *atomic.Env, s SyncStep, _ syncUndo) (Stats, 
 	return *st, nil
 }
 
-func undoSync(_ context.Context, _ *atomic.Env, s SyncStep, u syncUndo, _ Stats) error {
+func undoSync(_ context.Context, _ *atomic.Env, s SyncStep, u syncUndo, r Stats) error {
 	if s.Mode != SyncDeploy {
-		return nil // the upgrade's tree.snapshot restores the target
+		// The upgrade's tree.snapshot restores the target. A sync that
+		// was cut short (no result) may have left temporaries beside the
+		// files it was writing, which the restore point does not know.
+		if r.Created == 0 && r.Updated == 0 && r.Meta == 0 && r.Removed == 0 && r.Bytes == 0 {
+			return removeTemporaries(s.Target)
+		}
+		return nil
 	}
 	if err := realDir(s.Target); err != nil {
 		return err
@@ -578,6 +585,26 @@ func undoSync(_ context.Context, _ *atomic.Env, s SyncStep, u syncUndo, _ Stats)
 		}
 	}
 	return syncFS(s.Target)
+}
+
+// removeTemporaries deletes the regular files named tmpPrefix* that an
+// interrupted sync left anywhere below target (a killed upgrade left a
+// 194 MB one that tree verify cannot see). It does not follow symlinks.
+func removeTemporaries(target string) error {
+	if err := realDir(target); err != nil {
+		return err
+	}
+	return filepath.WalkDir(target, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil // vanished meanwhile, or unreadable: not ours to judge
+		}
+		if d.Type().IsRegular() && strings.HasPrefix(d.Name(), tmpPrefix) {
+			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("remove temporary %s: %w", p, err)
+			}
+		}
+		return nil
+	})
 }
 
 // AddOnlyStep is the tree.add-only step.
