@@ -1,19 +1,29 @@
 package libvirt
 
 // The libvirtd lab: the tests start Debian's libvirtd themselves, as root,
-// in a private mount namespace (a re-exec of this test binary unshares it,
-// makes every mount private, mounts a tmpfs on /run and binds a temporary
-// directory over /var and /etc/libvirt, then execs libvirtd). The daemon
-// therefore runs the real qemu:///system driver with its own state, a
-// qemu.conf that runs qemu as root (Debian's libvirt-qemu user comes with
-// libvirt-daemon-system, which would also start a system daemon), and a
-// unix socket in the temporary directory; nothing on the host changes.
-// TestMain kills the daemon and any qemu it left behind.
+// in private mount and PID namespaces. A re-exec of this test binary is
+// PID 1 there: it makes every mount private, mounts its own /proc, a tmpfs
+// on /run and an overlay on /etc (its upper layer on a tmpfs, so that
+// /etc/libvirt can be made even where the host has none: libvirt-daemon
+// alone does not make it), binds a temporary directory over /var and
+// /etc/libvirt, then starts libvirtd and reaps. The daemon therefore runs
+// the real qemu:///system driver with its own state, a qemu.conf that runs
+// qemu as root (Debian's libvirt-qemu user comes with libvirt-daemon-system,
+// which would also start a system daemon) without cgroups, and a unix
+// socket in the temporary directory; nothing on the host changes.
+//
+// Nothing outlives the tests: PID 1 gets SIGKILL when the test binary dies
+// (hosttest.StartDaemon), and the kernel kills everything else in the PID
+// namespace with it (libvirtd, qemu). The temporary directory is named
+// after the test process (hosttest.Owner); the next start removes those of
+// dead processes.
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -25,20 +35,27 @@ import (
 )
 
 const (
-	envDaemonChild = "BOFH_LIBVIRTD_CHILD" // set in the re-exec that becomes libvirtd
+	envDaemonChild = "BOFH_LIBVIRTD_CHILD" // set in the re-exec that becomes PID 1 and starts libvirtd
 	envCrashChild  = "BOFH_LIBVIRT_CRASH_CHILD"
+	dirPrefix      = "bofh-libvirtd-"
 )
 
 type daemon struct {
+	// noKVM leaves /dev/kvm out of the /dev libvirt makes for qemu (as
+	// seen in a chroot): a KVM domain is defined, but does not start.
+	noKVM bool
+
+	once   sync.Once
 	dir    string
 	socket string
 	cmd    *exec.Cmd
+	exited chan struct{}
 	err    error
 }
 
 var (
-	lab     daemon
-	labOnce sync.Once
+	lab      = &daemon{}
+	noKVMLab = &daemon{noKVM: true}
 )
 
 func TestMain(m *testing.M) {
@@ -51,57 +68,122 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	lab.stop()
+	noKVMLab.stop()
 	os.Exit(code)
 }
 
-// daemonChild runs in the new mount namespace and becomes libvirtd.
+// daemonChild is PID 1 of the lab's namespaces: it sets up the mounts,
+// starts libvirtd, forwards SIGTERM and SIGINT to it, reaps every orphan
+// and exits when libvirtd does (the kernel then kills what is left).
 func daemonChild(dir string) {
 	die := func(err error) {
 		fmt.Fprintln(os.Stderr, "libvirtd lab:", err)
 		os.Exit(97)
 	}
-	if err := syscall.Mount("", "/", "", syscall.MS_REC|syscall.MS_PRIVATE, ""); err != nil {
-		die(fmt.Errorf("make mounts private: %w", err))
-	}
-	if err := syscall.Mount("tmpfs", "/run", "tmpfs", 0, "mode=0755"); err != nil {
-		die(fmt.Errorf("tmpfs on /run: %w", err))
-	}
-	for src, dst := range map[string]string{filepath.Join(dir, "var"): "/var", filepath.Join(dir, "etc"): "/etc/libvirt",
-		filepath.Join(dir, "passwd"): "/etc/passwd", filepath.Join(dir, "group"): "/etc/group"} {
-		if err := syscall.Mount(src, dst, "", syscall.MS_BIND, ""); err != nil {
-			die(fmt.Errorf("bind %s on %s: %w", src, dst, err))
+	mount := func(src, dst, fstype string, flags uintptr, data string) {
+		if err := syscall.Mount(src, dst, fstype, flags, data); err != nil {
+			die(fmt.Errorf("mount %s (%s) on %s: %w", src, fstype, dst, err))
 		}
+	}
+	mount("", "/", "", syscall.MS_REC|syscall.MS_PRIVATE, "")
+	mount("proc", "/proc", "proc", syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, "")
+	mount("tmpfs", "/run", "tmpfs", 0, "mode=0755")
+	rw := filepath.Join(dir, "etc-rw")
+	mount("tmpfs", rw, "tmpfs", 0, "mode=0755")
+	for _, d := range []string{"upper", "work"} {
+		if err := os.Mkdir(filepath.Join(rw, d), 0o755); err != nil {
+			die(err)
+		}
+	}
+	err := syscall.Mount("overlay", "/etc", "overlay", 0, fmt.Sprintf("lowerdir=/etc,upperdir=%s/upper,workdir=%s/work", rw, rw))
+	if _, serr := os.Stat("/etc/libvirt"); err != nil && serr != nil {
+		die(fmt.Errorf("overlay on /etc, to make /etc/libvirt in: %w", err))
+	} // else: without the overlay, bind over the host's /etc/libvirt
+	if err := os.MkdirAll("/etc/libvirt", 0o755); err != nil {
+		die(err)
+	}
+	for _, b := range [][2]string{{"var", "/var"}, {"etc", "/etc/libvirt"}, {"passwd", "/etc/passwd"}, {"group", "/etc/group"}} {
+		mount(filepath.Join(dir, b[0]), b[1], "", syscall.MS_BIND, "")
 	}
 	bin, err := exec.LookPath("libvirtd")
 	if err != nil {
 		die(err)
 	}
 	argv := []string{bin, "--config", filepath.Join(dir, "libvirtd.conf"), "--pid-file", filepath.Join(dir, "libvirtd.pid")}
-	die(syscall.Exec(bin, argv, os.Environ()))
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	p, err := os.StartProcess(bin, argv, &os.ProcAttr{Files: []*os.File{nil, os.Stdout, os.Stderr}})
+	if err != nil {
+		die(err)
+	}
+	go func() {
+		for s := range sigs {
+			p.Signal(s)
+		}
+	}()
+	for {
+		var ws syscall.WaitStatus
+		pid, err := syscall.Wait4(-1, &ws, 0, nil)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			die(fmt.Errorf("wait: %w", err))
+		}
+		if pid != p.Pid {
+			continue // an orphan: qemu's daemonizing parent, a helper
+		}
+		fmt.Fprintf(os.Stderr, "libvirtd lab: libvirtd exited: %v\n", ws)
+		if ws.Signaled() {
+			os.Exit(128 + int(ws.Signal()))
+		}
+		os.Exit(ws.ExitStatus())
+	}
 }
 
 // requireDaemon starts the lab's libvirtd once and returns its socket. It
 // fails the test when libvirtd cannot start.
 func requireDaemon(t *testing.T) string {
 	t.Helper()
+	return lab.require(t)
+}
+
+func (d *daemon) require(t *testing.T) string {
+	t.Helper()
 	hosttest.RequireRoot(t) // libvirtd runs as root
-	labOnce.Do(func() { lab.err = lab.start() })
-	if lab.err != nil {
-		t.Fatalf("libvirtd lab: %v", lab.err)
+	d.once.Do(func() { d.err = d.start() })
+	if d.err != nil {
+		t.Fatalf("libvirtd lab: %v", d.err)
 	}
-	return lab.socket
+	return d.socket
+}
+
+// sweepStale removes the directories of labs whose test process died
+// without stopping them (their processes died with it).
+func sweepStale() {
+	ents, _ := os.ReadDir(os.TempDir())
+	for _, e := range ents {
+		rest, ok := strings.CutPrefix(e.Name(), dirPrefix)
+		if !ok {
+			continue
+		}
+		if owner, _, ok := strings.Cut(rest, "-"); ok && hosttest.OwnerGone(owner) {
+			os.RemoveAll(filepath.Join(os.TempDir(), e.Name()))
+		}
+	}
 }
 
 func (d *daemon) start() error {
 	if _, err := exec.LookPath("libvirtd"); err != nil {
 		return fmt.Errorf("libvirtd not installed (make deps: deps/libvirt.txt): %w", err)
 	}
-	dir, err := os.MkdirTemp("", "bofh-libvirtd-")
+	sweepStale()
+	dir, err := os.MkdirTemp("", dirPrefix+hosttest.Owner()+"-")
 	if err != nil {
 		return err
 	}
 	d.dir = dir
-	for _, sub := range []string{"sock", "etc", "var/lib/libvirt", "var/cache/libvirt", "var/log/libvirt", "var/tmp"} {
+	for _, sub := range []string{"sock", "etc", "etc-rw", "var/lib/libvirt", "var/cache/libvirt", "var/log/libvirt", "var/tmp"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
 			return err
 		}
@@ -135,7 +217,12 @@ log_outputs = "3:file:%s/libvirtd.log"
 			return err
 		}
 	}
-	qconf := "user = \"root\"\ngroup = \"root\"\nremember_owner = 0\nstdio_handler = \"file\"\n"
+	// No cgroups: libvirt would make a cgroup per domain, which outlives a
+	// killed lab.
+	qconf := "user = \"root\"\ngroup = \"root\"\nremember_owner = 0\nstdio_handler = \"file\"\ncgroup_controllers = [ ]\n"
+	if d.noKVM {
+		qconf += `cgroup_device_acl = [ "/dev/null", "/dev/full", "/dev/zero", "/dev/random", "/dev/urandom", "/dev/ptmx" ]` + "\n"
+	}
 	if err := os.WriteFile(filepath.Join(dir, "etc", "qemu.conf"), []byte(qconf), 0o600); err != nil {
 		return err
 	}
@@ -147,27 +234,29 @@ log_outputs = "3:file:%s/libvirtd.log"
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), envDaemonChild+"="+dir)
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS, Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID}
+	if err := hosttest.StartDaemon(cmd); err != nil {
 		return fmt.Errorf("start libvirtd: %w", err)
 	}
 	d.cmd = cmd
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	d.exited = make(chan struct{})
+	var werr error
+	go func() { werr = cmd.Wait(); close(d.exited) }()
 	d.socket = filepath.Join(dir, "sock", "libvirt-sock")
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
-		case err := <-exited:
-			d.cmd = nil
-			return fmt.Errorf("libvirtd exited: %v\n%s", err, d.logs())
+		case <-d.exited:
+			return fmt.Errorf("libvirtd exited: %v\n%s", werr, d.logs())
 		case <-time.After(100 * time.Millisecond):
 		}
-		if _, err := os.Stat(d.socket); err == nil {
+		// the socket file appears at bind, before libvirtd listens
+		if c, err := net.Dial("unix", d.socket); err == nil {
+			c.Close()
 			return nil
 		}
 	}
-	return fmt.Errorf("libvirtd socket %s did not appear in 30s\n%s", d.socket, d.logs())
+	return fmt.Errorf("libvirtd socket %s did not accept connections in 30s\n%s", d.socket, d.logs())
 }
 
 func (d *daemon) logs() string {
@@ -183,44 +272,15 @@ func (d *daemon) logs() string {
 	return b.String()
 }
 
-// stop kills libvirtd and every process left in its mount namespace (qemu).
+// stop kills the lab's PID 1, and with it libvirtd and every qemu (the
+// kernel kills a PID namespace with its first process and reaps the rest
+// before that one's exit is reported), then removes its directory.
 func (d *daemon) stop() {
-	if d.cmd == nil || d.cmd.Process == nil {
-		if d.dir != "" {
-			os.RemoveAll(d.dir)
-		}
-		return
+	if d.cmd != nil {
+		_ = d.cmd.Process.Kill()
+		<-d.exited
 	}
-	pid := d.cmd.Process.Pid
-	ns, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", pid))
-	var others []int
-	if own, _ := os.Readlink("/proc/self/ns/mnt"); ns != "" && ns != own {
-		ents, _ := os.ReadDir("/proc")
-		for _, e := range ents {
-			var p int
-			if _, err := fmt.Sscanf(e.Name(), "%d", &p); err != nil || p == pid {
-				continue
-			}
-			if l, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", p)); l == ns {
-				others = append(others, p)
-			}
-		}
+	if d.dir != "" {
+		os.RemoveAll(d.dir)
 	}
-	_ = syscall.Kill(pid, syscall.SIGTERM)
-	for _, p := range others {
-		_ = syscall.Kill(p, syscall.SIGKILL)
-	}
-	done := make(chan struct{})
-	go func() {
-		for i := 0; i < 50; i++ {
-			if syscall.Kill(pid, 0) != nil {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		close(done)
-	}()
-	<-done
-	_ = syscall.Kill(pid, syscall.SIGKILL)
-	os.RemoveAll(d.dir)
 }
