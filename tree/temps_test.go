@@ -24,7 +24,7 @@ func TestInterruptedSyncLeavesNoTemporaries(t *testing.T) {
 		}
 		// What a Do killed mid-copy leaves: a big half-written temporary
 		// deep in the target.
-		dir := filepath.Join(l.target, "usr", "lib")
+		dir := filepath.Join(l.target, "var", "lib") // unchanged between v1 and v2
 		os.MkdirAll(dir, 0o755)
 		tmp := filepath.Join(dir, tmpPrefix+"lib.so")
 		os.WriteFile(tmp, []byte(strings.Repeat("x", 1<<20)), 0o600)
