@@ -1,7 +1,9 @@
 // Package hosttest holds helpers for tests that run natively on the host as
 // root (testing tier 4): root checks, loop devices over sparse files,
 // temporary mounts and network namespaces, each undone in t.Cleanup even when
-// the test fails. They also work inside the VM lab guest.
+// the test fails, and by the next test process when this one was killed
+// (see owner.go); daemons (sshd, rsync) die with the test binary. They also
+// work inside the VM lab guest.
 //
 // The rule everywhere: a test that needs root FAILS when it is not root,
 // unless BOFH_SKIP_ROOT=1 is set (then it skips loudly). Never a silent pass.
