@@ -14,11 +14,10 @@ import (
 
 // A backup is the restore point of a target that is not a btrfs
 // subvolume: for every path an upgrade will touch, its entry (type,
-// metadata, xattrs, symlink target) and, for a regular file, a hard link
-// to its inode (a copy when the state directory is on another
-// filesystem). The sync never writes into an existing inode's content —
-// it renames new files over old ones — so a linked inode keeps the old
-// content; metadata changed in place is put back from the manifest.
+// metadata, xattrs, symlink target) and, for a regular file, a copy of
+// it — a reflink where the file system can — never a hard link: a pre
+// hook that appends to a file the upgrade changes would change a linked
+// "backup" too. Metadata changed in place is put back from the manifest.
 type bkEntry struct {
 	Rel    string `json:"-"`
 	RelB   []byte `json:"rel"` // bytes: non-UTF-8 names survive
@@ -42,6 +41,7 @@ func takeBackup(root string, rels []string, dir string) error {
 	}
 	defer pin.close()
 	var man []bkEntry
+	copied := map[[2]uint64]string{} // inode → its copy's name
 	for i, rel := range rels {
 		full, err := pin.path(rel)
 		var e *Entry
@@ -57,16 +57,29 @@ func takeBackup(root string, rels []string, dir string) error {
 		}
 		b := bkEntry{Rel: rel, Entry: e}
 		if e.Type == TypeFile {
+			// A copy, never a hard link: a hook (or anyone) writing into
+			// the live file in place must not change its restore point.
+			// makeEntry reflinks where the file system can (btrfs, xfs),
+			// so only what later diverges costs space and time.
+			// Paths that are hard links of one inode share one copy, so the
+			// restore links them together again.
+			var st unix.Stat_t
+			if err := unix.Lstat(full, &st); err != nil {
+				return fmt.Errorf("back up %s: %w", rel, err)
+			}
+			id := [2]uint64{st.Dev, st.Ino}
+			if name, ok := copied[id]; ok && st.Nlink > 1 {
+				b.Data = name
+				man = append(man, b)
+				continue
+			}
 			b.Data = strconv.Itoa(i)
+			copied[id] = b.Data
 			dst := filepath.Join(dir, b.Data)
 			_ = os.Remove(dst)
-			if err := unix.Link(full, dst); errors.Is(err, unix.EXDEV) {
-				c := *e
-				c.Rel = rel
-				if err := makeEntry(pin, &c, dst); err != nil {
-					return fmt.Errorf("back up %s: %w", rel, err)
-				}
-			} else if err != nil {
+			c := *e
+			c.Rel = rel
+			if err := makeEntry(pin, &c, dst); err != nil {
 				return fmt.Errorf("back up %s: %w", rel, err)
 			}
 		}
@@ -168,6 +181,7 @@ func restoreBackup(root, dir string) error {
 		return err
 	}
 	defer bkPin.close()
+	restored := map[string]string{} // backup copy → the first path put back from it
 	for _, b := range man {
 		if b.Absent {
 			continue
@@ -185,6 +199,11 @@ func restoreBackup(root, dir string) error {
 			continue // metadata in pass 3
 		case TypeFile:
 			bk := filepath.Join(dir, b.Data)
+			if first, ok := restored[b.Data]; ok {
+				// Another path of the same inode was put back already (from
+				// a copy on another file system): link to it.
+				bk = first
+			}
 			if err := replaceWith(full, func(tmp string) error {
 				if err := unix.Link(bk, tmp); errors.Is(err, unix.EXDEV) {
 					c := *e
@@ -196,6 +215,9 @@ func restoreBackup(root, dir string) error {
 				return nil
 			}); err != nil {
 				return fmt.Errorf("restore %s: %w", join(root, b.Rel), err)
+			}
+			if _, ok := restored[b.Data]; !ok {
+				restored[b.Data] = full
 			}
 		default:
 			if cur, err := lstatPath(full, b.Rel); err == nil && cur.Type == e.Type && cur.Link == e.Link && cur.Rdev == e.Rdev {
