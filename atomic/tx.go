@@ -657,7 +657,7 @@ func rollbackSteps(ctx context.Context, tx *Tx, steps []*step) error {
 		}
 		k, err := lookup(st.kind)
 		if err == nil && st.deferred {
-			err = fmt.Errorf("step %d (%s) is irreversible and already ran at commit; resume the transaction, or skip the step", st.n, st.kind)
+			err = fmt.Errorf("step %d (%s) is irreversible and already ran at commit: it cannot be undone; skip it to roll back the rest (the transaction cannot be resumed once its rollback began)", st.n, st.kind)
 		}
 		if err == nil {
 			err = undoStep(ctx, tx, k, st)
