@@ -69,11 +69,11 @@ func runRecipe(ctx context.Context, steps []atomic.Params, opts ...atomic.Option
 
 // snapshot describes everything the driver holds that a recipe could
 // create or change, for "back to the starting state": every domain,
-// network and storage pool with its state, persistence, autostart and
-// inactive XML, and every volume of every active pool with its type,
-// capacity, allocation, path and XML. It asks libvirt through the raw RPC
-// API, not through the Client the steps use. Lines are sorted; compare
-// two snapshots with cmp.Diff.
+// network and storage pool with its state, persistence, autostart and XML
+// (a domain's inactive XML), and every volume of every active pool with
+// its type, capacity, allocation, path and XML. It asks libvirt through
+// the raw RPC API, not through the Client the steps use. Lines are
+// sorted; compare two snapshots with cmp.Diff.
 func snapshot(t *testing.T, cl *Client) []string {
 	t.Helper()
 	l := cl.Raw()
