@@ -142,7 +142,7 @@ func TestCheck(t *testing.T) {
 		`err-passes.txt: named err-* but "tool z" exited 0`,
 		`fails.txt: "tool w" exited 1 but the name does not start with err-`,
 	}
-	if len(bad) != 4 || !strings.Contains(bad[3], "nometa.txt: no side file") {
+	if len(bad) != 4 || !strings.Contains(bad[3], "nometa.txt: no .meta side file") {
 		t.Errorf("Check: %q, want a missing .meta for nometa.txt last", bad)
 	} else if diff := cmp.Diff(want, bad[:3]); diff != "" {
 		t.Errorf("Check (-want +got):\n%s", diff)
@@ -172,4 +172,64 @@ func TestUnread(t *testing.T) {
 	if diff := cmp.Diff([]string{"a", "b"}, d.Outputs()); diff != "" {
 		t.Errorf("Outputs (-want +got):\n%s", diff)
 	}
+}
+
+// TestReadmeListsEveryCapture checks the README's table names every
+// capture (a name may be written without its extension, with {a,b}
+// alternatives or a * wildcard).
+func TestReadmeListsEveryCapture(t *testing.T) {
+	root, err := Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := map[string][]string{} // dir -> patterns
+	row := regexp.MustCompile(`(?m)^\| (\w+) \| ([^|]+) \|`)
+	for _, m := range row.FindAllStringSubmatch(string(readme), -1) {
+		for _, p := range strings.Fields(m[2]) {
+			listed[m[1]] = append(listed[m[1]], expand(strings.Trim(p, ",`"))...)
+		}
+	}
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		names, err := List(filepath.Join(root, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range names {
+			found := false
+			for _, p := range listed[e.Name()] {
+				if ok, _ := filepath.Match(p, n); ok || p == n || p+filepath.Ext(n) == n {
+					found = true
+					break
+				}
+			}
+			if !found {
+				t.Errorf("testdata/capture/README.md: the table does not describe %s/%s", e.Name(), n)
+			}
+		}
+	}
+}
+
+// expand returns p with each {a,b} group expanded.
+func expand(p string) []string {
+	i := strings.Index(p, "{")
+	j := strings.Index(p, "}")
+	if i < 0 || j < i {
+		return []string{p}
+	}
+	var out []string
+	for _, alt := range strings.Split(p[i+1:j], ",") {
+		out = append(out, expand(p[:i]+alt+p[j+1:])...)
+	}
+	return out
 }

@@ -68,7 +68,20 @@ must lvcreate -q -s -L 16m -n snap vgcap/lin
 must lvcreate -q -s -n tsnap vgcap/thin
 must lvcreate -q -Zn -L 8m -n inactive vgcap
 must lvchange -q -an vgcap/inactive
+ORPHAN=$(loop orphan 64M)
+must pvcreate -q "$ORPHAN"
 cap lvm fullreport.json lvm fullreport --reportformat json --units b --nosuffix
+# exactly lvm.ReportArgs(): the one query bofh makes (lvm/capture_test.go
+# checks the command matches)
+REPORT=(lvm fullreport --reportformat json --units b --nosuffix
+	--configreport vg -o vg_name,vg_uuid,vg_attr,vg_size,vg_free,vg_extent_size,vg_extent_count,vg_free_count,pv_count,lv_count,snap_count,vg_tags
+	--configreport pv -o pv_name,pv_uuid,pv_attr,pv_size,pv_free,dev_size,pe_start,pv_pe_count,pv_pe_alloc_count,vg_name,pv_tags
+	--configreport lv -o lv_name,vg_name,lv_uuid,lv_path,lv_dm_path,lv_attr,lv_layout,lv_role,lv_size,pool_lv,origin,data_percent,metadata_percent,lv_active,lv_merging,lv_tags
+	--configreport pvseg -o pvseg_start
+	--configreport seg -o segtype)
+cap lvm fullreport-bofh.json "${REPORT[@]}"
+cap lvm fullreport-bofh-vg.json "${REPORT[@]}" vgcap
+cap lvm err-fullreport-missing-vg.json "${REPORT[@]}" novg
 cap lvm lvs-all.json lvs -a --reportformat json --units b --nosuffix -o lv_all
 cap lvm vgs-all.json vgs --reportformat json --units b --nosuffix -o vg_all
 cap lvm pvs-all.json pvs --reportformat json --units b --nosuffix -o pv_all
@@ -106,6 +119,9 @@ cap crypt luks1-dump.txt cryptsetup luksDump "$L1"
 cap crypt err-luks1-dump-json.txt cryptsetup luksDump --dump-json-metadata "$L1"
 must cryptsetup open --key-file "$WORK/key" "$L2" capluks2
 cap crypt status-luks2.txt cryptsetup status capluks2
+# crypt.Mapping's query
+cap crypt dmsetup-info.txt dmsetup info -c --noheadings --separator ";" -o name,uuid,blkdevs_used,open capluks2
+cap crypt err-dmsetup-info-missing.txt dmsetup info -c --noheadings --separator ";" -o name,uuid,blkdevs_used,open nosuchmapping
 cap blockdev blkid-luks2.txt blkid -p -o export "$L2"
 cap blockdev blkid-luks1.txt blkid -p -o export "$L1"
 # the right key, but for a key slot that holds none
@@ -161,6 +177,7 @@ cap raid err-create-member-in-use.txt mdadm --create /dev/md/capbad2 --run --lev
 cap raid err-detail-not-md.txt mdadm --detail --export "$R0"
 cap raid err-stop-missing.txt mdadm --stop /dev/md/nosuch
 cap raid err-examine-no-superblock.txt mdadm --examine "$R0"
+cap raid err-assemble-no-superblock.txt mdadm --assemble /dev/md/capbad3 "$R0"
 MD1=$(readlink -f /dev/md/caprd1)
 must mdadm --stop /dev/md/caprd1
 must mdadm --stop /dev/md/caprd5
@@ -199,12 +216,18 @@ cap drbd drbdadm-role.txt drbdadm role capr0
 cap drbd drbdadm-cstate.txt drbdadm cstate capr0
 cap drbd drbdadm-dstate.txt drbdadm dstate capr0
 cap drbd drbdsetup-show.txt drbdsetup show capr0
+# what drbd.ResourceStatus (8.4 path) and drbd.BackingDisk run
+cap drbd drbdadm-sh-minor.txt drbdadm sh-minor capr0
+cap drbd drbdadm-sh-ll-dev.txt drbdadm sh-ll-dev capr0
+cap drbd err-sh-minor-undefined.txt drbdadm sh-minor nosuchres
 cap drbd err-up-undefined.txt drbdadm up nosuchres
 cap drbd err-create-md-while-up.txt drbdadm create-md --force capr0
 must drbdadm disconnect capr0
 cap drbd proc-drbd-standalone.txt cat /proc/drbd
 must drbdadm down capr0
 cap drbd proc-drbd-down.txt cat /proc/drbd
+cap drbd err-role-down.txt drbdadm role capr0
+cap drbd err-dump-md-unclean.txt drbdadm dump-md capr0
 
 ################ filesystems, lsblk, blkid, btrfs
 FE=$(loop ext4 64M)
@@ -233,6 +256,9 @@ cap btrfs subvolume-show-snapshot.txt btrfs subvolume show /mnt/btrfs/a-snap
 cap btrfs subvolume-show-toplevel.txt btrfs subvolume show /mnt/btrfs
 cap btrfs filesystem-show.txt btrfs filesystem show --raw /mnt/btrfs
 cap btrfs filesystem-usage.txt btrfs filesystem usage -b /mnt/btrfs
+# what blockdev's btrfs resize reads
+cap btrfs dump-super.txt btrfs inspect-internal dump-super "$FB"
+cap btrfs min-dev-size.txt btrfs inspect-internal min-dev-size --id 1 /mnt/btrfs
 cap btrfs err-subvolume-create-exists.txt btrfs subvolume create /mnt/btrfs/a
 cap btrfs err-subvolume-delete-not-btrfs.txt btrfs subvolume delete /mnt/ext4
 must mkdir /mnt/btrfs/plain
@@ -251,6 +277,7 @@ cap blockdev losetup-unattached.json losetup --json --list "$(losetup --find)"
 # the columns blockdev.Mounts asks for; --mountpoint as blockdev.MountsAt
 cap blockdev findmnt.json findmnt -J -o TARGET,SOURCE,FSTYPE,OPTIONS,MAJ:MIN
 cap blockdev findmnt-mountpoint.json findmnt -J -o TARGET,SOURCE,FSTYPE,OPTIONS,MAJ:MIN --mountpoint /mnt/ext4
+cap blockdev findmnt-source.json findmnt -J -o TARGET,SOURCE,FSTYPE,OPTIONS,MAJ:MIN --source "$FE"
 cap blockdev err-findmnt-not-mounted.json findmnt -J -o TARGET,SOURCE,FSTYPE,OPTIONS,MAJ:MIN --mountpoint /mnt/lin
 # mount/umount failures
 cap blockdev err-mount-already-mounted.txt mount "$FE" /mnt/ext4
@@ -273,6 +300,10 @@ cap fs err-mkfs-ext4-mounted.txt mkfs.ext4 -q "$FE"
 cap fs err-mkfs-xfs-mounted.txt mkfs.xfs -q "$FE"
 umount /mnt/ext4 /mnt/btrfs
 cap fs err-mkfs-xfs-existing-fs.txt mkfs.xfs -q "$FE"
+# what blockdev's ext4 and xfs resize read
+cap fs dumpe2fs.txt dumpe2fs -h "$FE"
+cap fs resize2fs-min.txt resize2fs -P "$FE"
+cap fs xfs-info.txt xfs_info "$FX"
 
 ################ versions
 cap versions lvm.txt lvm version
