@@ -25,7 +25,8 @@ var classifiers = []lab.Classifier{
 // errorClasses is what each err-* capture of testdata/capture/raid must
 // be classified as (nil: no class).
 var errorClasses = map[string][]string{
-	"err-create-member-in-use.txt":   {"busy"}, // "cannot open /dev/loop6: Device or resource busy"
+	"err-create-member-in-use.txt":   {"busy"},          // "cannot open /dev/loop7: Device or resource busy"
+	"err-assemble-no-superblock.txt": {"no-superblock"}, // "… has no superblock - assembly aborted"
 	"err-create-too-few-devices.txt": nil,
 	"err-detail-not-md.txt":          nil, // a device, but no md device: not an array that stopped
 	"err-detail-stopped.txt":         {"not-active"},
@@ -37,13 +38,13 @@ var errorClasses = map[string][]string{
 // The arrays of the capture, as ParseDetail must read them (mdstat names
 // the raid1 md127 and the raid5 md126).
 var (
-	raid1Clean = []Member{{Device: "/dev/loop6", Role: "0", Slot: 0}, {Device: "/dev/loop7", Role: "1", Slot: 1}}
-	raid5Clean = []Member{{Device: "/dev/loop8", Role: "0", Slot: 0}, {Device: "/dev/loop9", Role: "1", Slot: 1}, {Device: "/dev/loop10", Role: "2", Slot: 2}}
+	raid1Clean = []Member{{Device: "/dev/loop7", Role: "0", Slot: 0}, {Device: "/dev/loop8", Role: "1", Slot: 1}}
+	raid5Clean = []Member{{Device: "/dev/loop9", Role: "0", Slot: 0}, {Device: "/dev/loop10", Role: "1", Slot: 1}, {Device: "/dev/loop11", Role: "2", Slot: 2}}
 )
 
 const (
-	raid1UUID = "e6aa8f10:3264ddb4:86cb8605:aa0d7ee0"
-	raid5UUID = "4c4ef9b9:1e25c4a5:4b24c57b:eff0e925"
+	raid1UUID = "fd77b6f3:f92e2446:890158a3:dedfb92e"
+	raid5UUID = "58e2085a:050261ac:9397de96:82430814"
 )
 
 // TestCaptures parses every capture of testdata/capture/raid and
@@ -64,7 +65,7 @@ func TestCaptures(t *testing.T) {
 		{"detail-raid5-clean.txt", "/dev/md126", "raid5", raid5UUID, 3, raid5Clean, false},
 		// the failed member is exported as a spare; only mdstat says (F)
 		{"detail-raid5-degraded-faulty.txt", "/dev/md126", "raid5", raid5UUID, 3, []Member{raid5Clean[0], raid5Clean[1],
-			{Device: "/dev/loop10", Role: "spare", Slot: -1, Spare: true}}, true},
+			{Device: "/dev/loop11", Role: "spare", Slot: -1, Spare: true}}, true},
 	}
 	parsed := map[string]*Array{}
 	for _, tc := range details {
@@ -120,26 +121,26 @@ func TestCaptures(t *testing.T) {
 		{"mdstat-empty.txt", []StatArray{}},
 		{"mdstat-resyncing.txt", []StatArray{
 			{Name: "md126", State: "active", Level: "raid5",
-				Members: []StatMember{{Name: "loop10", Index: 3}, {Name: "loop9", Index: 1}, {Name: "loop8", Index: 0}},
+				Members: []StatMember{{Name: "loop11", Index: 3}, {Name: "loop10", Index: 1}, {Name: "loop9", Index: 0}},
 				Blocks:  126976, RaidDevices: 3, InSync: 2, Status: "UU_",
-				Sync: &Progress{Device: "/dev/md126", Action: "recovery", Percent: 13.6, Done: 9088, Total: 63488, Speed: 9088}},
+				Sync: &Progress{Device: "/dev/md126", Action: "recovery", Percent: 7.2, Done: 4992, Total: 63488, Speed: 4992, Finish: 6e9}},
 			{Name: "md127", State: "active", Level: "raid1",
-				Members: []StatMember{{Name: "loop7", Index: 1}, {Name: "loop6", Index: 0}},
+				Members: []StatMember{{Name: "loop8", Index: 1}, {Name: "loop7", Index: 0}},
 				Blocks:  64512, RaidDevices: 2, InSync: 2, Status: "UU",
 				Sync: &Progress{Device: "/dev/md127", Action: "resync", Percent: 12.5, Done: 8320, Total: 64512, Speed: 8320, Finish: 6e9}}}},
 		{"mdstat-clean.txt", []StatArray{
 			{Name: "md126", State: "active", Level: "raid5",
-				Members: []StatMember{{Name: "loop10", Index: 3}, {Name: "loop9", Index: 1}, {Name: "loop8", Index: 0}},
+				Members: []StatMember{{Name: "loop11", Index: 3}, {Name: "loop10", Index: 1}, {Name: "loop9", Index: 0}},
 				Blocks:  126976, RaidDevices: 3, InSync: 3, Status: "UUU"},
 			{Name: "md127", State: "active", Level: "raid1",
-				Members: []StatMember{{Name: "loop7", Index: 1}, {Name: "loop6", Index: 0}},
+				Members: []StatMember{{Name: "loop8", Index: 1}, {Name: "loop7", Index: 0}},
 				Blocks:  64512, RaidDevices: 2, InSync: 2, Status: "UU"}}},
 		{"mdstat-degraded.txt", []StatArray{
 			{Name: "md126", State: "active", Level: "raid5",
-				Members: []StatMember{{Name: "loop10", Index: 3, Faulty: true}, {Name: "loop9", Index: 1}, {Name: "loop8", Index: 0}},
+				Members: []StatMember{{Name: "loop11", Index: 3, Faulty: true}, {Name: "loop10", Index: 1}, {Name: "loop9", Index: 0}},
 				Blocks:  126976, RaidDevices: 3, InSync: 2, Status: "UU_"},
 			{Name: "md127", State: "active", Level: "raid1",
-				Members: []StatMember{{Name: "loop6", Index: 0}},
+				Members: []StatMember{{Name: "loop7", Index: 0}},
 				Blocks:  64512, RaidDevices: 2, InSync: 1, Status: "U_"}}},
 	}
 	stats := map[string]*MDStat{}
@@ -167,11 +168,11 @@ func TestCaptures(t *testing.T) {
 		action             string
 		active             []string
 	}{
-		{"detail-raid1-resyncing.txt", "mdstat-resyncing.txt", "", "", false, "resync", []string{"/dev/loop6", "/dev/loop7"}},
-		{"detail-raid5-resyncing.txt", "mdstat-resyncing.txt", "", "/dev/loop10", true, "recovery", []string{"/dev/loop8", "/dev/loop9", "/dev/loop10"}},
-		{"detail-raid5-clean.txt", "mdstat-clean.txt", "", "", false, "", []string{"/dev/loop8", "/dev/loop9", "/dev/loop10"}},
-		{"detail-raid5-degraded-faulty.txt", "mdstat-degraded.txt", "/dev/loop10", "", true, "", []string{"/dev/loop8", "/dev/loop9"}},
-		{"detail-raid1-degraded.txt", "mdstat-degraded.txt", "", "", true, "", []string{"/dev/loop6"}},
+		{"detail-raid1-resyncing.txt", "mdstat-resyncing.txt", "", "", false, "resync", []string{"/dev/loop7", "/dev/loop8"}},
+		{"detail-raid5-resyncing.txt", "mdstat-resyncing.txt", "", "/dev/loop11", true, "recovery", []string{"/dev/loop9", "/dev/loop10", "/dev/loop11"}},
+		{"detail-raid5-clean.txt", "mdstat-clean.txt", "", "", false, "", []string{"/dev/loop9", "/dev/loop10", "/dev/loop11"}},
+		{"detail-raid5-degraded-faulty.txt", "mdstat-degraded.txt", "/dev/loop11", "", true, "", []string{"/dev/loop9", "/dev/loop10"}},
+		{"detail-raid1-degraded.txt", "mdstat-degraded.txt", "", "", true, "", []string{"/dev/loop7"}},
 	} {
 		t.Run("merge/"+tc.detail, func(t *testing.T) {
 			a, st := parsed[tc.detail], stats[tc.stat]
