@@ -212,9 +212,18 @@ func undoLoopAttach(ctx context.Context, env *atomic.Env, p LoopAttach, u loopAt
 	return nil
 }
 
+// isLoopGone reports whether losetup failed because the loop device is
+// not attached or does not exist: "No such device or address" (ENXIO), "No
+// such file or directory", and "failed to use device: No such device"
+// (util-linux 2.38 for a device node that is not there, captured in
+// testdata/capture/blockdev/err-losetup-detach-missing.txt).
+func isLoopGone(err error) bool {
+	return run.StderrContains(err, "no such device", "no such file")
+}
+
 func detach(ctx context.Context, r run.Runner, dev string) error {
 	if err := run.Mutate(ctx, r, "losetup", "--detach", dev); err != nil {
-		if run.StderrContains(err, "no such device or address", "no such file") {
+		if isLoopGone(err) {
 			return nil // already gone
 		}
 		return fmt.Errorf("detach %s: %w", dev, err)
@@ -252,7 +261,7 @@ func (l LoopDetach) Validate() error {
 func loopInfo(ctx context.Context, r run.Runner, dev string) (Loop, bool, error) {
 	res, err := r.Run(ctx, run.Cmd{Argv: []string{"losetup", "--json", "--list", dev}, Kind: run.Query})
 	if err != nil {
-		if run.StderrContains(err, "no such device or address", "no such file") {
+		if isLoopGone(err) {
 			return Loop{}, false, nil
 		}
 		return Loop{}, false, fmt.Errorf("losetup: %w", err)

@@ -172,9 +172,13 @@ func undoMount(ctx context.Context, env *atomic.Env, m MountFS, u mountUndo, _ M
 	return umount(ctx, env.Runner, m.Target)
 }
 
+// isNotMounted reports whether umount failed because nothing is mounted
+// there (not because the mount is busy: testdata/capture/blockdev).
+func isNotMounted(err error) bool { return run.StderrContains(err, "not mounted") }
+
 func umount(ctx context.Context, r run.Runner, target string) error {
 	if err := run.Mutate(ctx, r, "umount", target); err != nil {
-		if run.StderrContains(err, "not mounted") {
+		if isNotMounted(err) {
 			return nil
 		}
 		return fmt.Errorf("umount %s: %w", target, err)

@@ -315,7 +315,7 @@ func Probe(ctx context.Context, r run.Runner, devices ...string) ([]Device, erro
 	}
 	out, err := run.Output(ctx, r, append([]string{"lsblk", "-J", "-b", "-o", lsblkColumns}, devices...)...)
 	if err != nil {
-		if run.StderrContains(err, "not a block device", "no such file") {
+		if isNoDevice(err) {
 			return nil, fmt.Errorf("%w: %w", atomic.ErrInvalid, err)
 		}
 		return nil, fmt.Errorf("lsblk: %w", err)
@@ -361,6 +361,10 @@ func attachSigs(devs []Device, sigs []Signature) {
 		attachSigs(d.Children, sigs)
 	}
 }
+
+// isNoDevice reports whether lsblk failed because a device given is not
+// a block device or does not exist.
+func isNoDevice(err error) bool { return run.StderrContains(err, "not a block device", "no such file") }
 
 // ProbeOne probes a single device.
 func ProbeOne(ctx context.Context, r run.Runner, device string) (Device, error) {
