@@ -34,7 +34,8 @@ func invalid(err error) error {
 }
 
 // classify wraps a cryptsetup or dmsetup error with the package error it
-// means, from the real messages of cryptsetup 2.6 (testdata/crypt).
+// means, from the real messages of cryptsetup 2.6 (testdata/capture/crypt,
+// whose table in capture_test.go says what each must be).
 func classify(err error) error {
 	switch {
 	case err == nil:
@@ -43,7 +44,8 @@ func classify(err error) error {
 		return fmt.Errorf("%w: %w", ErrWrongPassphrase, err)
 	case run.StderrContains(err, "is not a valid LUKS device"):
 		return fmt.Errorf("%w: %w", ErrNotLUKS, err)
-	case run.StderrContains(err, "in use", "Device or resource busy"):
+	case run.StderrContains(err, "in use", "Device or resource busy", "already exists"):
+		// "Device NAME already exists.": open onto a mapping name in use
 		return fmt.Errorf("%w: %w", ErrBusy, err)
 	case run.StderrContains(err, "Device does not exist", "doesn't exist", "is not active"):
 		return fmt.Errorf("%w: %w", ErrNoMapping, err)

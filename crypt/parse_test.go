@@ -4,7 +4,10 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
+
+	lab "github.com/bofhkit/bofh/internal/capture"
 )
 
 func TestParseDumpCaptured(t *testing.T) {
@@ -19,8 +22,9 @@ func TestParseDumpCaptured(t *testing.T) {
 		offset   uint64
 		keyslots uint64
 	}{
+		// a token and 4096-byte sectors, which testdata/capture/crypt
+		// (read by capture_test.go) does not have
 		{"luksdump-luks2-2slots-token.json", []int{0, 1}, "argon2id", 32, []int{3}, "aes-xts-plain64", 4096, 16 << 20, 16744448},
-		{"luksdump-luks2-pbkdf2.json", []int{0}, "pbkdf2", 0, nil, "aes-xts-plain64", 4096, 16 << 20, 16744448},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
@@ -77,13 +81,12 @@ func TestParseDumpBad(t *testing.T) {
 }
 
 func FuzzParseDump(f *testing.F) {
-	for _, n := range []string{"luksdump-luks2-2slots-token.json", "luksdump-luks2-pbkdf2.json"} {
-		b, err := os.ReadFile(filepath.Join("..", "testdata", "crypt", n))
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
+	b, err := os.ReadFile(filepath.Join("..", "testdata", "crypt", "luksdump-luks2-2slots-token.json"))
+	if err != nil {
+		f.Fatal(err)
 	}
+	f.Add(b)
+	lab.Seed(f, "crypt", func(n string) bool { return strings.HasSuffix(n, "-dump.json") })
 	f.Add([]byte(`{"segments":{"0":{"size":"dynamic"}},"tokens":{"1":{"keyslots":[0]}}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := ParseDump(b)
@@ -98,30 +101,42 @@ func FuzzParseDump(f *testing.F) {
 }
 
 func TestParseBlkid(t *testing.T) {
+	// blkid -p -o export captures of testdata/capture/blockdev (blockdev
+	// owns them), and a GPT disk no capture has
 	tests := []struct {
-		file, typ, uuid string
+		file, typ, version string
 	}{
-		{"blkid-ext4.txt", "ext4", "0b3c8a2e-1111-4c2a-9a53-0e7b8a8d7a11"},
-		{"blkid-gpt.txt", "gpt", ""},
-		{"blkid-empty.txt", "", ""},
-		{"blkid-xfs.txt", "xfs", "*"},
-		{"blkid-btrfs.txt", "btrfs", "*"},
+		{"blkid-ext4.txt", "ext4", "1.0"},
+		{"blkid-xfs.txt", "xfs", ""},
+		{"blkid-btrfs.txt", "btrfs", ""},
+		{"blkid-vfat.txt", "vfat", "FAT16"},
+		{"blkid-luks1.txt", "crypto_LUKS", "1"},
+		{"blkid-luks2.txt", "crypto_LUKS", "2"},
+		{"blkid-lvm2-member.txt", "LVM2_member", "LVM2 001"}, // escaped space
+		{"blkid-linux-raid-member.txt", "linux_raid_member", "1.2"},
+		{"err-blkid-empty.txt", "", ""},
+		{"gpt", "gpt", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			b, err := os.ReadFile(filepath.Join("..", "testdata", "blockdev", tt.file))
-			if err != nil {
-				t.Fatal(err)
+			var b []byte
+			if tt.file == "gpt" {
+				var err error
+				if b, err = os.ReadFile(filepath.Join("..", "testdata", "blockdev", "blkid-gpt.txt")); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				b = lab.ReadFile(t, "blockdev", tt.file).Stdout
 			}
 			p, err := ParseBlkid(b)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if p.Type() != tt.typ || p.Empty() != (tt.typ == "") {
-				t.Errorf("type %q, want %q", p.Type(), tt.typ)
+			if p.Type() != tt.typ || p.Empty() != (tt.typ == "") || p.Values["VERSION"] != tt.version {
+				t.Errorf("type %q version %q, want %q %q", p.Type(), p.Values["VERSION"], tt.typ, tt.version)
 			}
-			if tt.uuid != "*" && p.Values["UUID"] != tt.uuid {
-				t.Errorf("uuid %q, want %q", p.Values["UUID"], tt.uuid)
+			if (p.Values["UUID"] == "") != (tt.typ == "" || tt.typ == "gpt") {
+				t.Errorf("uuid %q", p.Values["UUID"])
 			}
 		})
 	}
