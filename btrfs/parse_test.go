@@ -3,8 +3,10 @@ package btrfs
 import (
 	"context"
 	"os"
+	"strings"
 	"testing"
 
+	lab "github.com/bofhkit/bofh/internal/capture"
 	"github.com/bofhkit/bofh/run"
 )
 
@@ -62,9 +64,8 @@ func TestParseShow(t *testing.T) {
 		file string
 		want Info
 	}{
-		{"show-readonly.txt", Info{Path: "a-snap", Name: "a-snap", UUID: "a83f1833-36a3-e949-8848-b781a37607fe",
-			ParentUUID: "30abb067-0869-214b-a02c-b4578632f0bc", ID: 259, Generation: 7, GenAtCreation: 7, ParentID: 5, TopLevelID: 5, ReadOnly: true}},
-		{"show-top.txt", Info{Path: "/", Name: "<FS_TREE>", UUID: "0bc12b28-a02e-475d-a495-e1bfe6274921", ID: 5, Generation: 9}},
+		// three snapshots; testdata/capture/btrfs (capture_test.go) has the
+		// read-only snapshot and the top level
 		{"show-with-snapshots.txt", Info{Path: "a", Name: "a", UUID: "30abb067-0869-214b-a02c-b4578632f0bc", ID: 256, Generation: 9, GenAtCreation: 7, ParentID: 5, TopLevelID: 5}},
 	}
 	for _, tc := range tests {
@@ -108,9 +109,10 @@ func TestParseDefault(t *testing.T) {
 func TestQueriesArgv(t *testing.T) {
 	f := run.NewFake(t)
 	f.Expect("btrfs", "subvolume", "list", "-a", "-p", "-u", "-q", "-R", "/mnt").Out(string(readCapture(t, "list-top.txt")))
-	f.Expect("btrfs", "subvolume", "show", "/mnt/a-snap").Out(string(readCapture(t, "show-readonly.txt")))
+	f.Expect("btrfs", "subvolume", "show", "/mnt/a-snap").Out(string(lab.ReadFile(t, "btrfs", "subvolume-show-snapshot.txt").Stdout))
 	f.Expect("btrfs", "subvolume", "get-default", "/mnt").Out("ID 5 (FS_TREE)\n")
-	f.Expect("btrfs", "subvolume", "show", "/mnt/x").Fail(1, "ERROR: Not a Btrfs subvolume: Invalid argument\n")
+	notSub := lab.ReadFile(t, "btrfs", "err-subvolume-show-not-subvol.txt")
+	f.Expect("btrfs", "subvolume", "show", "/mnt/x").Fail(notSub.Exit, string(notSub.Stderr))
 	ctx := context.Background()
 	if subs, err := List(ctx, f, "/mnt"); err != nil || len(subs) != 6 {
 		t.Fatalf("List = %v, %v", subs, err)
@@ -132,6 +134,7 @@ func FuzzParseList(f *testing.F) {
 		b, _ := os.ReadFile("../testdata/btrfs/" + n)
 		f.Add(b)
 	}
+	lab.Seed(f, "btrfs", func(n string) bool { return n == "subvolume-list.txt" })
 	f.Fuzz(func(t *testing.T, b []byte) {
 		subs, err := ParseList(b)
 		if err != nil {
@@ -146,10 +149,9 @@ func FuzzParseList(f *testing.F) {
 }
 
 func FuzzParseShow(f *testing.F) {
-	for _, n := range []string{"show-readonly.txt", "show-top.txt", "show-with-snapshots.txt"} {
-		b, _ := os.ReadFile("../testdata/btrfs/" + n)
-		f.Add(b)
-	}
+	b, _ := os.ReadFile("../testdata/btrfs/show-with-snapshots.txt")
+	f.Add(b)
+	lab.Seed(f, "btrfs", func(n string) bool { return strings.HasPrefix(n, "subvolume-show") })
 	f.Fuzz(func(t *testing.T, b []byte) {
 		info, err := ParseShow(b)
 		if err == nil && info.ID == 0 {
