@@ -278,14 +278,18 @@ func undoWrite(_ context.Context, env *atomic.Env, w Write, u writeUndo, r Write
 }
 
 // cleanupWrite removes the temporaries of a write that was cut short
-// before its rename.
-func cleanupWrite(_ context.Context, env *atomic.Env, w Write, _ writeUndo) error {
+// before its rename, and gives the parent back the times the temporary's
+// creation and removal changed.
+func cleanupWrite(_ context.Context, env *atomic.Env, w Write, u writeUndo) error {
 	d, err := openDir(filepath.Dir(w.Path))
 	if err != nil {
 		return nil // no parent: nothing was started there
 	}
 	defer d.close()
-	return d.removeTemps(tempTag(env.TxID, env.Step))
+	if err := d.removeTemps(tempTag(env.TxID, env.Step)); err != nil {
+		return err
+	}
+	return u.Parent.restore()
 }
 
 func checkWrite(_ context.Context, _ *atomic.Env, w Write, u writeUndo) (bool, WriteResult, error) {
