@@ -450,7 +450,7 @@ func TestDryRun(t *testing.T) {
 	if m := s.mutations(); len(m) > 0 {
 		t.Errorf("a dry run ran %q", m)
 	}
-	for _, want := range []string{"would run: lvcreate -y -n db -L 8388608b --addtag bofh_tx_dry-run vg0", "would run: lvrename vg0 web www", "would run: lvremove -y vg0/web"} {
+	for _, want := range []string{"would run: lvcreate -y -n db -L 8388608b --addtag bofh_tx_dry-run-", "would run: lvrename vg0 web www", "would run: lvremove -y vg0/web"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("dry-run output lacks %q:\n%s", want, out.String())
 		}
