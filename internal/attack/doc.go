@@ -10,5 +10,11 @@
 // setpriv, the disk is a tiny tmpfs); they fail without it unless
 // BOFH_SKIP_ROOT=1.
 //
+// Tests are named after the case: TestCase01… to TestCase14…, and
+// TestCrashMatrixRollbacks for the crash matrix's kills inside undos and
+// rollbacks of rollbacks. The kill between the terminal record and the
+// cleanup has no failpoint; TestCase10KillBeforeCleanup makes its leftover
+// by hand. The power-cut test (a fault at every fsync) is not here.
+//
 // The package has no non-test code.
 package attack
