@@ -599,3 +599,64 @@ func leakChild(spec string) {
 	fmt.Fprintln(os.Stderr, "child survived:", err)
 	os.Exit(9)
 }
+
+// TestNewKeyFromFileOrPassphrase adds and changes keys with every mix of
+// key file and passphrase for the current and the new key (passphrases
+// share stdin, the current one cut by --keyfile-size), and checks with
+// cryptsetup which key opens the device afterwards.
+func TestNewKeyFromFileOrPassphrase(t *testing.T) {
+	needCryptsetup(t)
+	ctx := context.Background()
+	keys := t.TempDir()
+	// a trailing newline is part of a key, in a file as in a passphrase
+	cur, nk := "current-key\n", "new-key"
+	for _, curFile := range []bool{false, true} {
+		for _, newFile := range []bool{false, true} {
+			for _, kind := range []string{"add", "change"} {
+				t.Run(fmt.Sprintf("%s-file-%v-%v", kind, curFile, newFile), func(t *testing.T) {
+					img := image(t, 24<<20)
+					f := fastFormat(img)
+					f.Passphrase = run.Secret(cur)
+					var c, n Key
+					if curFile {
+						c.File = keyFile(t, keys, cur)
+					} else {
+						c.Passphrase = run.Secret(cur)
+					}
+					if newFile {
+						n.File = keyFile(t, keys, nk)
+					} else {
+						n.Passphrase = run.Secret(nk)
+					}
+					var step atomic.Params = AddKey{Device: img, KeyFile: c.File, Passphrase: c.Passphrase, NewKeyFile: n.File, NewPassphrase: n.Passphrase, KDFCost: fastKDF()}
+					if kind == "change" {
+						step = ChangeKey{Device: img, KeyFile: c.File, Passphrase: c.Passphrase, NewKeyFile: n.File, NewPassphrase: n.Passphrase, KDFCost: fastKDF()}
+					}
+					err := atomic.Run(ctx, "keys", func(tx *atomic.Tx) error {
+						if err := tx.Do(ctx, f, nil); err != nil {
+							return err
+						}
+						return tx.Do(ctx, step, nil)
+					}, atomic.WithStateDir(t.TempDir()))
+					if err != nil {
+						t.Fatal(err)
+					}
+					opens := func(key string) bool {
+						cmd := exec.Command("cryptsetup", "open", "--test-passphrase", "--key-file=-", img)
+						cmd.Stdin = strings.NewReader(key)
+						return cmd.Run() == nil
+					}
+					if !opens(nk) {
+						t.Errorf("the new key does not open the device")
+					}
+					if want := kind == "add"; opens(cur) != want {
+						t.Errorf("the current key opens the device: %v, want %v", !want, want)
+					}
+					if opens(strings.TrimSuffix(cur, "\n")) || opens(nk+"\n") {
+						t.Errorf("a key opens without its exact bytes")
+					}
+				})
+			}
+		}
+	}
+}
