@@ -169,6 +169,27 @@ func TestVMKindsCrash(t *testing.T) {
 		}
 	}
 	t.Logf("%d cases: %.1fs", len(cases), time.Since(total).Seconds())
+	if t.Failed() {
+		return
+	}
+	// an irreversible step killed after it started at commit (its run
+	// record written, lvconvert not run yet) can only go forward: a
+	// resume checks it, runs it and commits
+	t.Run("lv.merge cmd1 resume", func(t *testing.T) {
+		dir, id := t.TempDir(), atomic.NewID()
+		killedChild(t, "apply", dir, id, recipeOf(t, MergeLV{VG: "bofhk", Name: "websnap"}), "1:cmd1:kill")
+		if got := shape(t, devs); got != start {
+			t.Fatalf("killed before lvconvert, the state changed:\n got:\n%s\nwant:\n%s", got, start)
+		}
+		opts := []atomic.Option{atomic.WithStateDir(dir), atomic.WithLogger(quiet), atomic.WithFailpoints("")}
+		if err := atomic.ResumeID(ctx, id, opts...); err != nil {
+			t.Fatalf("resume: %v", err)
+		}
+		rep := state(t)
+		if s := rep.LV("bofhk", "websnap"); (s != nil && !s.Merging) || rep.LV("bofhk", "web") == nil {
+			t.Fatalf("after resume: want websnap merged into web, got %s", shapeOf(rep, nil))
+		}
+	})
 }
 
 // one is a transaction of one step.
