@@ -21,6 +21,7 @@ lint:
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(GO) vet -tags vm $(PKGS)
+	$(GO) vet -tags lab $(PKGS)
 
 # Host tests: unit, transcript, crash matrix, and root tests on loop
 # devices, mounts and network namespaces (run as root; BOFH_SKIP_ROOT=1 to
@@ -56,7 +57,9 @@ test: deps lint test-unit test-race fuzz-short test-vm test-extra
 	@echo "make test: all tiers passed"
 
 # make test with the exhaustive crash matrices of the VM tests (every
-# step × before/after × rollback/resume): about an hour under TCG.
+# step × before/after × rollback/resume): about an hour under TCG. labtest
+# forwards BOFH_FULL_MATRIX to the guest (which fails when it did not
+# arrive) and raises its timeout to 2 hours.
 test-full:
 	BOFH_FULL_MATRIX=1 $(MAKE) test
 
