@@ -73,7 +73,11 @@ func ktSh(t *testing.T, stdin string, argv ...string) {
 func ktImage(t *testing.T, dir string, slots int) (img string, keys [3]string) {
 	t.Helper()
 	img = filepath.Join(dir, "disk.img")
-	if err := os.Rename(image(t, 20<<20), img); err != nil {
+	size := int64(20 << 20) // room for crypt.format's default LUKS2 header
+	if slots > 0 {
+		size = 4 << 20 // a small header (1 MiB of key slots) is quicker to write
+	}
+	if err := os.Rename(image(t, size), img); err != nil {
 		t.Fatal(err)
 	}
 	for i := range keys {
@@ -84,7 +88,7 @@ func ktImage(t *testing.T, dir string, slots int) (img string, keys [3]string) {
 	}
 	cheap := []string{"--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"}
 	if slots > 0 {
-		ktSh(t, "", append(append([]string{"cryptsetup", "luksFormat", "--batch-mode", "--type", "luks2", "--uuid", ktUUID}, cheap...),
+		ktSh(t, "", append(append([]string{"cryptsetup", "luksFormat", "--batch-mode", "--type", "luks2", "--luks2-keyslots-size", "1m", "--uuid", ktUUID}, cheap...),
 			"--key-file", keys[0], img)...)
 	}
 	if slots > 1 {
@@ -94,17 +98,20 @@ func ktImage(t *testing.T, dir string, slots int) (img string, keys [3]string) {
 }
 
 // ktLUKS describes dir/disk.img with cryptsetup itself (not this
-// package's header reader): UUID, active key slots, which of the keys
-// open it, and a sha256 of the whole image.
+// package's header reader): a sha256 of the whole image and its active
+// key slots.
 func ktLUKS(t *testing.T, dir string) string {
 	t.Helper()
 	img := filepath.Join(dir, "disk.img")
-	var b strings.Builder
-	fmt.Fprintf(&b, "image sha256 %s\n", sum(t, img))
+	return fmt.Sprintf("image sha256 %s\n%s", sum(t, img), ktSlots(t, img))
+}
+
+// ktSlots is the active key slots of img (luksDump), or "not LUKS".
+func ktSlots(t *testing.T, img string) string {
+	t.Helper()
 	out, err := exec.Command("cryptsetup", "luksDump", "--dump-json-metadata", img).Output()
 	if err != nil {
-		fmt.Fprintf(&b, "not LUKS\n")
-		return b.String()
+		return "not LUKS\n"
 	}
 	var md struct {
 		Keyslots map[string]json.RawMessage `json:"keyslots"`
@@ -117,20 +124,23 @@ func ktLUKS(t *testing.T, dir string) string {
 		slots = append(slots, s)
 	}
 	slices.Sort(slots)
-	fmt.Fprintf(&b, "keyslots %v\n", slots)
+	return fmt.Sprintf("keyslots %v\n", slots)
+}
+
+// ktLUKSSlots describes dir/disk.img by its key slots and which of the
+// keys k1, k2, k3 open it (cryptsetup open --test-passphrase), not by its
+// bytes: killing a key slot takes it out of the header but does not give
+// back the bytes it had.
+func ktLUKSSlots(t *testing.T, dir string) string {
+	t.Helper()
+	img := filepath.Join(dir, "disk.img")
+	var b strings.Builder
+	b.WriteString(ktSlots(t, img))
 	for i := 1; i <= 3; i++ {
 		err := exec.Command("cryptsetup", "open", "--test-passphrase", "--key-file", filepath.Join(dir, fmt.Sprintf("k%d", i)), img).Run()
 		fmt.Fprintf(&b, "k%d opens: %v\n", i, err == nil)
 	}
 	return b.String()
-}
-
-// ktLUKSSlots is ktLUKS without the image's sha256: killing a key slot
-// takes it out of the header but does not give back the bytes it had.
-func ktLUKSSlots(t *testing.T, dir string) string {
-	s := ktLUKS(t, dir)
-	_, rest, _ := strings.Cut(s, "\n")
-	return rest
 }
 
 // ktFiles lists the files of dir with a sha256 of each.
@@ -196,9 +206,11 @@ var ktCheap = []string{"--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"}
 // TestKinds makes every crypt step kind fail before Do, after Do and in its
 // undo with the fake runner (internal/kindtest): the exact commands of each
 // phase, and the exact reverse undo sequence. The header steps act on
-// image files with the real cryptsetup (ktTool); the snapshot is what
-// cryptsetup sees there (and the image's sha256 where the undo puts every
-// byte back). The mapping steps run only in the fake.
+// image files with the real cryptsetup (ktTool); the snapshot is the
+// image's sha256 and its key slots as cryptsetup sees them, or for
+// key.add (whose undo kills the slot it added, not giving back the
+// bytes) the key slots and which keys open it. The mapping steps run
+// only in the fake.
 func TestKinds(t *testing.T) {
 	setup := func(t *testing.T) { needCryptsetup(t) }
 	kdf := KDFCost{PBKDF: "pbkdf2", PBKDFIterations: 1000}
