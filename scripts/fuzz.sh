@@ -14,15 +14,17 @@ set -euo pipefail
 t=${1:-2s}
 fail=0
 log=$(mktemp)
+errs=$(mktemp)
 list=$(mktemp)
-trap 'rm -f "$log" "$list"' EXIT
+trap 'rm -f "$log" "$errs" "$list"' EXIT
 
 pkgs=$(go list -f '{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}}{{end}}' ./...)
 [ -n "$pkgs" ] || { echo "fuzz: go list found no package with tests" >&2; exit 1; }
-# One go test for all packages: each package's names, then its "ok" line.
+# One go test for all packages: each package's names, then its "ok" line
+# (on stdout; go's own messages, e.g. "go: downloading", go to stderr).
 # shellcheck disable=SC2086
-if ! go test -list '^Fuzz' $pkgs >"$log" 2>&1; then
-  cat "$log" >&2
+if ! go test -list '^Fuzz' $pkgs >"$log" 2>"$errs"; then
+  cat "$log" "$errs" >&2
   echo "fuzz: listing the fuzz targets failed" >&2
   exit 1
 fi
