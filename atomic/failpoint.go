@@ -25,10 +25,16 @@ const (
 	// FailUndoCmd, followed by a number k ("undocmd1"), fires right before
 	// the k-th mutating command that the step's Undo runs.
 	FailUndoCmd = "undocmd"
+	// FailEnd fires after the transaction's terminal record (committed or
+	// rolled back) and before its backups are removed: "0:end:kill"
+	// crashes between the two ("error" skips the removal). Its step
+	// number is 0: it belongs to the transaction, not to a step.
+	FailEnd = "end"
 )
 
 // FailEnv is the environment variable holding failpoints:
-// BOFH_FAIL=<n>:<before|after|undo|cmd<k>|undocmd<k>>:<error|kill>[,…].
+// BOFH_FAIL=<n>:<before|after|undo|cmd<k>|undocmd<k>>:<error|kill>[,…],
+// or 0:end:<error|kill> (see FailEnd).
 // n is the step's 1-based number in the transaction, k a mutating
 // command's 1-based number within the step's Do (cmd) or Undo (undocmd).
 // "error" makes the step fail with an error wrapping ErrFailpoint (for
@@ -62,11 +68,16 @@ func ParseFailpoints(s string) (Failpoints, error) {
 			return nil, fmt.Errorf("%w: %s %q: want <n>:<before|after|undo|cmd<k>|undocmd<k>>:<error|kill>", ErrInvalid, FailEnv, part)
 		}
 		n, err := strconv.Atoi(f[0])
-		if err != nil || n < 1 {
+		if f[1] == FailEnd {
+			if err != nil || n != 0 {
+				return nil, fmt.Errorf("%w: %s %q: the end failpoint is written 0:end:<error|kill>", ErrInvalid, FailEnv, part)
+			}
+		} else if err != nil || n < 1 {
 			return nil, fmt.Errorf("%w: %s %q: step must be a number from 1", ErrInvalid, FailEnv, part)
 		}
 		fp := failpoint{step: n, phase: f[1]}
 		switch {
+		case f[1] == FailEnd:
 		case f[1] == FailBefore, f[1] == FailAfter, f[1] == FailUndo:
 		case strings.HasPrefix(f[1], FailUndoCmd), strings.HasPrefix(f[1], FailCmd):
 			fp.phase = FailCmd
@@ -79,7 +90,7 @@ func ParseFailpoints(s string) (Failpoints, error) {
 			}
 			fp.cmd = k
 		default:
-			return nil, fmt.Errorf("%w: %s %q: phase must be before, after, undo, cmd<k> or undocmd<k>", ErrInvalid, FailEnv, part)
+			return nil, fmt.Errorf("%w: %s %q: phase must be before, after, undo, cmd<k>, undocmd<k> or end", ErrInvalid, FailEnv, part)
 		}
 		if f[2] != "error" && f[2] != "kill" {
 			return nil, fmt.Errorf("%w: %s %q: action must be error or kill", ErrInvalid, FailEnv, part)

@@ -727,6 +727,9 @@ func (tx *Tx) cleanupData() {
 	if tx.o.dryRun {
 		return
 	}
+	if tx.fp.hit(0, FailEnd) != nil {
+		return // "0:end:error": leave the backups, as a crash here would
+	}
 	// Best effort: what a crash leaves here, sweepData removes later.
 	_ = removeData(tx.o.stateDir, tx.id)
 }
