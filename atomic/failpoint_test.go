@@ -162,6 +162,7 @@ func TestParseCmdFailpoints(t *testing.T) {
 		{"2:cmd1:kill", Failpoints{{step: 2, phase: FailCmd, cmd: 1, kill: true}}},
 		{"1:cmd12:error", Failpoints{{step: 1, phase: FailCmd, cmd: 12}}},
 		{"3:undocmd2:kill", Failpoints{{step: 3, phase: FailUndoCmd, cmd: 2, kill: true}}},
+		{"0:end:kill", Failpoints{{step: 0, phase: FailEnd, kill: true}}},
 		{"1:undo:kill, 4:cmd3:error", Failpoints{{step: 1, phase: FailUndo, kill: true}, {step: 4, phase: FailCmd, cmd: 3}}},
 	} {
 		got, err := ParseFailpoints(tc.in)
@@ -174,7 +175,7 @@ func TestParseCmdFailpoints(t *testing.T) {
 		}
 	}
 	for _, s := range []string{"1:cmd:kill", "1:cmd0:kill", "1:cmd-1:kill", "1:cmd01:kill", "1:cmdx:kill",
-		"1:undocmd:error", "1:undocmd0:error", "1:cmd1", "1:cmd1:explode", "0:cmd1:kill", "1:cmd 1:kill"} {
+		"1:undocmd:error", "1:undocmd0:error", "1:cmd1", "1:cmd1:explode", "0:cmd1:kill", "1:cmd 1:kill", "1:end:kill", "0:before:kill"} {
 		if _, err := ParseFailpoints(s); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%q: err %v, want ErrInvalid", s, err)
 		}
