@@ -331,7 +331,13 @@ func (j *journal) append(r *Record) error {
 		_ = j.f.Truncate(fi.Size())
 		return fmt.Errorf("write journal: %w", err)
 	}
-	if j.sync {
+	// A done record is not synced on its own: it rides on the next
+	// record's fdatasync — the next step's intent, which is synced before
+	// that step acts, or the terminal record. Lost in a power cut, it
+	// leaves its step uncertain, which Check (or an idempotent undo)
+	// resolves, exactly as a crash between an effect and its done record
+	// always could. One fdatasync per step instead of two.
+	if j.sync && r.Type != recDone {
 		if err := unix.Fdatasync(int(j.f.Fd())); err != nil {
 			return fmt.Errorf("fdatasync journal: %w", err)
 		}
