@@ -59,7 +59,7 @@ func takeBackup(root string, rels []string, dir string) error {
 		if e.Type == TypeFile {
 			// A copy, never a hard link: a hook (or anyone) writing into
 			// the live file in place must not change its restore point.
-			// makeEntry reflinks where the file system can (btrfs, xfs),
+			// cloneEntry reflinks where the file system can (btrfs, xfs),
 			// so only what later diverges costs space and time.
 			// Paths that are hard links of one inode share one copy, so the
 			// restore links them together again.
@@ -79,7 +79,7 @@ func takeBackup(root string, rels []string, dir string) error {
 			_ = os.Remove(dst)
 			c := *e
 			c.Rel = rel
-			if err := makeEntry(pin, &c, dst); err != nil {
+			if err := cloneEntry(pin, &c, dst); err != nil {
 				return fmt.Errorf("back up %s: %w", rel, err)
 			}
 		}

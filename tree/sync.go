@@ -516,7 +516,14 @@ func replaceWith(full string, mk func(tmp string) error) error {
 
 // makeEntry creates a copy of the source entry s (content, owner, mode,
 // xattrs, times) at dst, which must not exist; s.Rel is pinned below src.
-func makeEntry(src *pinner, s *Entry, dst string) error {
+func makeEntry(src *pinner, s *Entry, dst string) error { return copyEntry(src, s, dst, false) }
+
+// cloneEntry is makeEntry that shares a regular file's extents with the
+// source (FICLONE) where the file system can — a restore point's copy
+// costs nothing until one side changes — and copies where it cannot.
+func cloneEntry(src *pinner, s *Entry, dst string) error { return copyEntry(src, s, dst, true) }
+
+func copyEntry(src *pinner, s *Entry, dst string, clone bool) error {
 	switch s.Type {
 	case TypeFile:
 		sp, err := src.path(s.Rel)
@@ -532,9 +539,7 @@ func makeEntry(src *pinner, s *Entry, dst string) error {
 		if err != nil {
 			return err
 		}
-		// A reflink shares the extents (btrfs, xfs): instant, and copy
-		// on write. Else io.Copy (copy_file_range in the kernel).
-		if unix.IoctlFileClone(int(out.Fd()), int(in.Fd())) != nil {
+		if !clone || unix.IoctlFileClone(int(out.Fd()), int(in.Fd())) != nil {
 			if _, err := io.Copy(out, in); err != nil {
 				out.Close()
 				return err
