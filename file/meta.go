@@ -26,6 +26,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bofhkit/bofh/atomic"
+	"github.com/bofhkit/bofh/internal/fsutil"
 )
 
 // Meta is the metadata bofh restores: mode, owner and times.
@@ -110,7 +111,12 @@ func (d *dirTimes) restore() error {
 	if _, err := os.Lstat(d.Path); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	return setTimes(d.Path, d.Atime, d.Mtime)
+	if err := setTimes(d.Path, d.Atime, d.Mtime); err != nil {
+		return err
+	}
+	// The undo's removals and renames in this directory, and its times,
+	// must be on the disk before the rollback record says "rolled back".
+	return fsutil.SyncDir(d.Path)
 }
 
 // Mode is a permission mode written in octal ("0644"); JSON and YAML
