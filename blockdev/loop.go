@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/bofhkit/bofh/atomic"
 	"github.com/bofhkit/bofh/run"
@@ -228,7 +229,25 @@ func detach(ctx context.Context, r run.Runner, dev string) error {
 		}
 		return fmt.Errorf("detach %s: %w", dev, err)
 	}
+	waitDetached(ctx, r, dev)
 	return nil
+}
+
+// waitDetached waits (up to 5 s) until the kernel has let go of a loop
+// device just detached. A device still open somewhere (a probe, udev) is
+// detached lazily, when its last user closes it; until then it still
+// shows its backing file, and a rollback that reported "undone" would
+// leave it visible to whatever runs next. Only for commands run for real.
+func waitDetached(ctx context.Context, r run.Runner, dev string) {
+	if _, ok := r.(*run.Local); !ok {
+		return
+	}
+	sys := filepath.Join("/sys/block", filepath.Base(dev), "loop", "backing_file")
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end) && ctx.Err() == nil; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(sys); errors.Is(err, os.ErrNotExist) {
+			return
+		}
+	}
 }
 
 func checkLoopAttach(ctx context.Context, env *atomic.Env, p LoopAttach, u loopAttachUndo) (bool, Loop, error) {
