@@ -314,8 +314,9 @@ func quietWriteback(t *testing.T) {
 	}
 }
 
-// TestVMPowerCut kills a recipe before and after each of its steps, cuts
-// the power, and finishes the transaction from what survived: a rollback
+// TestVMPowerCut kills a recipe at each point of cases() (before and after
+// each step, after its commit record, inside its rollback), cuts the
+// power, and finishes the transaction from what survived: a rollback
 // returns the target to its starting state (inodes and times included), a
 // resume reaches a clean run's end state; the journal says interrupted
 // after the cut and rolled-back/committed after the finish, no backups
@@ -360,41 +361,80 @@ func TestVMPowerCut(t *testing.T) {
 			}
 			want := fingerprint(t, cleanRoot, false)
 
-			for step := 1; step <= steps; step++ {
-				for _, phase := range []string{atomic.FailBefore, atomic.FailAfter} {
-					for _, finish := range []string{"rollback", "resume"} {
-						name := fmt.Sprintf("%d-%s-%s", step, phase, finish)
-						t.Run(name, func(t *testing.T) {
-							powerCutCase(t, d, name, fmt.Sprintf("%d:%s:kill", step, phase), finish, want)
-						})
-					}
-				}
+			cs := cases(fstype == "btrfs")
+			for _, c := range cs {
+				t.Run(c.name, func(t *testing.T) { powerCutCase(t, d, c, want) })
 			}
-			t.Logf("%s: %d power cuts in %v", fstype, 1+steps*2*2*2, time.Since(start).Round(time.Millisecond))
+			t.Logf("%s: %d power cuts in %v", fstype, 1+2*len(cs), time.Since(start).Round(time.Millisecond))
 		})
 	}
 }
 
-func powerCutCase(t *testing.T, d *disk, name, fail, finish string, want []string) {
-	base := filepath.Join(d.mnt, name)
+// pcase is one point of power loss: the kill (a BOFH_FAIL value) and how
+// the transaction is finished after the cut ("rollback", "resume", or ""
+// when the kill came after its terminal record: tx list alone finishes it).
+type pcase struct {
+	name, fail, finish string
+}
+
+// cases: a kill before and after each step, each finished by a rollback
+// and by a resume; a kill between the commit record and the removal of
+// the backups; and a kill inside the rollback of a failed run (before the
+// undo of step 3, a file.write over a file, and of step 1, dir.create),
+// finished by a second rollback.
+//
+// With all false (ext4, whose fsync commits its whole journal and so
+// rarely tells a missing fsync from a present one), the resumes are left
+// out, to keep the lab's time down; btrfs runs them all.
+func cases(all bool) []pcase {
+	finishes := []string{"rollback"}
+	if all {
+		finishes = append(finishes, "resume")
+	}
+	var cs []pcase
+	for step := 1; step <= steps; step++ {
+		for _, phase := range []string{atomic.FailBefore, atomic.FailAfter} {
+			for _, finish := range finishes {
+				cs = append(cs, pcase{fmt.Sprintf("%d-%s-%s", step, phase, finish), fmt.Sprintf("%d:%s:kill", step, phase), finish})
+			}
+		}
+	}
+	cs = append(cs, pcase{"end", "0:end:kill", ""})
+	for _, undo := range []int{3, 1} {
+		cs = append(cs, pcase{fmt.Sprintf("%d-undo-rollback", undo), fmt.Sprintf("%d:after:error,%d:undo:kill", steps, undo), "rollback"})
+	}
+	return cs
+}
+
+func powerCutCase(t *testing.T, d *disk, c pcase, want []string) {
+	base := filepath.Join(d.mnt, c.name)
 	root, recipe := fixture(t, base)
 	state := filepath.Join(base, "state")
 	syscall.Sync() // the starting state is on the disk
 	start := fingerprint(t, root, true)
 
-	_, errs, code := runChild(t, "apply", state, recipeEnv+"="+recipe, atomic.FailEnv+"="+fail)
+	_, errs, code := runChild(t, "apply", state, recipeEnv+"="+recipe, atomic.FailEnv+"="+c.fail)
 	if code != -int(syscall.SIGKILL) {
-		t.Fatalf("apply with %s=%s: exit %d, want SIGKILL\n%s", atomic.FailEnv, fail, code, errs)
+		t.Fatalf("apply with %s=%s: exit %d, want SIGKILL\n%s", atomic.FailEnv, c.fail, code, errs)
 	}
 	d.cut(t)
 
 	txs := listTx(t, state)
-	if len(txs) != 1 || txs[0].State != atomic.StateInterrupted || txs[0].Error != "" {
-		t.Fatalf("tx list after the power cut: %+v, want one interrupted transaction, not corrupt", txs)
+	wantState := atomic.StateInterrupted
+	if c.finish == "" {
+		wantState = atomic.StateCommitted
+	}
+	// A journal that cannot be read is listed with its ID and an error
+	// only: the name and a step say it was read.
+	if len(txs) != 1 || txs[0].State != wantState || txs[0].Name != "power-cut" || txs[0].Steps < 1 {
+		t.Fatalf("tx list after the power cut: %+v, want one %s transaction, its journal readable", txs, wantState)
 	}
 	id := txs[0].ID
-	if _, errs, code := runChild(t, finish, state, idEnv+"="+id); code != 0 {
-		t.Fatalf("tx %s %s after the power cut: exit %d\n%s", finish, id, code, errs)
+	finish := c.finish
+	if finish != "" {
+		if _, errs, code := runChild(t, finish, state, idEnv+"="+id); code != 0 {
+			t.Fatalf("tx %s %s after the power cut: exit %d\n%s", finish, id, code, errs)
+		}
 	}
 	check := func(when string) {
 		t.Helper()
@@ -406,7 +446,7 @@ func powerCutCase(t *testing.T, d *disk, name, fail, finish string, want []strin
 		} else {
 			wantState, wantDone = atomic.StateCommitted, steps
 			if diff := cmp.Diff(want, fingerprint(t, root, false)); diff != "" {
-				t.Errorf("%s: the resume did not reach a clean run's end state (-clean +got):\n%s", when, diff)
+				t.Errorf("%s: the target is not a clean run's end state (-clean +got):\n%s", when, diff)
 			}
 		}
 		txs := listTx(t, state)
@@ -416,6 +456,9 @@ func powerCutCase(t *testing.T, d *disk, name, fail, finish string, want []strin
 		if _, err := os.Lstat(filepath.Join(state, "data", id)); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s: the backups %s are left after the transaction ended (%v)", when, filepath.Join(state, "data", id), err)
 		}
+	}
+	if finish == "" {
+		finish = "tx list"
 	}
 	check("after " + finish)
 	d.cut(t)
