@@ -338,11 +338,22 @@ func (j *journal) append(r *Record) error {
 	// resolves, exactly as a crash between an effect and its done record
 	// always could. One fdatasync per step instead of two.
 	if j.sync && r.Type != recDone {
-		if err := unix.Fdatasync(int(j.f.Fd())); err != nil {
+		if err := retryEINTR(func() error { return unix.Fdatasync(int(j.f.Fd())) }); err != nil {
 			return fmt.Errorf("fdatasync journal: %w", err)
 		}
 	}
 	return nil
+}
+
+// retryEINTR runs a system call again while a signal interrupts it (the
+// Go runtime's own preemption signals can): golang.org/x/sys/unix, unlike
+// package os, does not retry for us. fallocate was seen to fail so.
+func retryEINTR(call func() error) error {
+	for {
+		if err := call(); !errors.Is(err, unix.EINTR) {
+			return err
+		}
+	}
 }
 
 // reservePerStep is the room kept in a journal file for each step's undo
@@ -358,7 +369,7 @@ func (j *journal) reserve(size int64) error {
 		return nil
 	}
 	want := size + 16*reservePerStep // grow in steps, not per record
-	err := unix.Fallocate(int(j.f.Fd()), unix.FALLOC_FL_KEEP_SIZE, 0, want)
+	err := retryEINTR(func() error { return unix.Fallocate(int(j.f.Fd()), unix.FALLOC_FL_KEEP_SIZE, 0, want) })
 	switch {
 	case err == nil:
 		j.reserved = want

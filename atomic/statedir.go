@@ -31,7 +31,7 @@ func (p *pinned) close() {
 }
 
 func (p *pinned) sync() error {
-	if err := unix.Fsync(p.fd); err != nil {
+	if err := retryEINTR(func() error { return unix.Fsync(p.fd) }); err != nil {
 		return fmt.Errorf("fsync %s: %w", p.path, err)
 	}
 	return nil
