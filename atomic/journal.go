@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/bofhkit/bofh/internal/fsutil"
 )
 
 // Record types written to a journal.
@@ -186,18 +188,6 @@ func journalPath(stateDir, id string) string {
 // dataDir is where steps of a transaction keep backups.
 func dataDir(stateDir, id string) string { return filepath.Join(stateDir, "data", id) }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open dir for fsync: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
-	}
-	return nil
-}
-
 // createJournal creates and locks a new journal file. The file is made
 // unnamed (O_TMPFILE), locked, and only then linked under its name, so a
 // reader never sees a journal that exists but is not yet held. The state
@@ -338,22 +328,11 @@ func (j *journal) append(r *Record) error {
 	// resolves, exactly as a crash between an effect and its done record
 	// always could. One fdatasync per step instead of two.
 	if j.sync && r.Type != recDone {
-		if err := retryEINTR(func() error { return unix.Fdatasync(int(j.f.Fd())) }); err != nil {
+		if err := fsutil.IgnoringEINTR(func() error { return unix.Fdatasync(int(j.f.Fd())) }); err != nil {
 			return fmt.Errorf("fdatasync journal: %w", err)
 		}
 	}
 	return nil
-}
-
-// retryEINTR runs a system call again while a signal interrupts it (the
-// Go runtime's own preemption signals can): golang.org/x/sys/unix, unlike
-// package os, does not retry for us. fallocate was seen to fail so.
-func retryEINTR(call func() error) error {
-	for {
-		if err := call(); !errors.Is(err, unix.EINTR) {
-			return err
-		}
-	}
 }
 
 // reservePerStep is the room kept in a journal file for each step's undo
@@ -369,7 +348,7 @@ func (j *journal) reserve(size int64) error {
 		return nil
 	}
 	want := size + 16*reservePerStep // grow in steps, not per record
-	err := retryEINTR(func() error { return unix.Fallocate(int(j.f.Fd()), unix.FALLOC_FL_KEEP_SIZE, 0, want) })
+	err := fsutil.IgnoringEINTR(func() error { return unix.Fallocate(int(j.f.Fd()), unix.FALLOC_FL_KEEP_SIZE, 0, want) })
 	switch {
 	case err == nil:
 		j.reserved = want

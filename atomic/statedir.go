@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/bofhkit/bofh/internal/fsutil"
 )
 
 // ErrUntrusted wraps a refusal to use something in the state directory
@@ -31,7 +33,7 @@ func (p *pinned) close() {
 }
 
 func (p *pinned) sync() error {
-	if err := retryEINTR(func() error { return unix.Fsync(p.fd) }); err != nil {
+	if err := fsutil.IgnoringEINTR(func() error { return unix.Fsync(p.fd) }); err != nil {
 		return fmt.Errorf("fsync %s: %w", p.path, err)
 	}
 	return nil
@@ -87,7 +89,7 @@ func openStateDir(stateDir string, create bool) (*pinned, error) {
 			if err := os.MkdirAll(stateDir, 0o700); err != nil {
 				return nil, fmt.Errorf("create %s: %w", stateDir, err)
 			}
-			if err := syncDir(filepath.Dir(stateDir)); err != nil {
+			if err := fsutil.SyncDir(filepath.Dir(stateDir)); err != nil {
 				return nil, err
 			}
 		}

@@ -12,6 +12,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/bofhkit/bofh/internal/fsutil"
 )
 
 // tempPrefix starts the name of every temporary file the file steps make
@@ -47,7 +49,7 @@ func (d *pinnedDir) close() { unix.Close(d.fd) }
 
 // sync fsyncs the directory, making a rename or unlink in it durable.
 func (d *pinnedDir) sync() error {
-	if err := retryEINTR(func() error { return unix.Fsync(d.fd) }); err != nil {
+	if err := fsutil.IgnoringEINTR(func() error { return unix.Fsync(d.fd) }); err != nil {
 		return fmt.Errorf("sync directory %s: %w", d.path, err)
 	}
 	return nil
@@ -122,16 +124,6 @@ func (d *pinnedDir) replace(name, target string) error {
 		return fmt.Errorf("rename into %s: %w", filepath.Join(d.path, target), err)
 	}
 	return d.sync()
-}
-
-// retryEINTR runs a system call again while a signal interrupts it:
-// golang.org/x/sys/unix, unlike package os, does not retry for us.
-func retryEINTR(call func() error) error {
-	for {
-		if err := call(); !errors.Is(err, unix.EINTR) {
-			return err
-		}
-	}
 }
 
 // remove unlinks name in d (a missing name is success).

@@ -6,6 +6,7 @@
 package fsutil
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -71,8 +72,20 @@ func SyncDir(dir string) error {
 		return fmt.Errorf("open %s: %w", dir, err)
 	}
 	defer unix.Close(fd)
-	if err := unix.Fsync(fd); err != nil {
+	if err := IgnoringEINTR(func() error { return unix.Fsync(fd) }); err != nil {
 		return fmt.Errorf("fsync %s: %w", dir, err)
 	}
 	return nil
+}
+
+// IgnoringEINTR runs a system call again while a signal interrupts it (the
+// Go runtime's own preemption signals can): golang.org/x/sys/unix, unlike
+// package os, does not retry for its callers. fallocate was seen to fail
+// with "interrupted system call" in the lab guest.
+func IgnoringEINTR(call func() error) error {
+	for {
+		if err := call(); !errors.Is(err, unix.EINTR) {
+			return err
+		}
+	}
 }
