@@ -2,7 +2,6 @@ package ipmi
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -13,74 +12,17 @@ import (
 	"testing"
 
 	"github.com/bofhkit/bofh/atomic"
+	"github.com/bofhkit/bofh/internal/hosttest"
 	"github.com/bofhkit/bofh/internal/kindtest"
 	"github.com/bofhkit/bofh/run"
 )
 
-// The crash child of TestKindsSimCrash: a re-exec of this test binary that
-// applies the recipe in $BOFH_IPMI_KINDS_RECIPE with BOFH_FAIL from its
-// environment (a kill) and a journal under $BOFH_IPMI_KINDS_STATE.
-const (
-	kindsRecipeEnv = "BOFH_IPMI_KINDS_RECIPE"
-	kindsStateEnv  = "BOFH_IPMI_KINDS_STATE"
-)
+// kindsChildEnv selects the crash child of the kinds crash test: a
+// re-exec of this test binary that applies a recipe (hosttest.ApplyChild)
+// until BOFH_FAIL kills it.
+const kindsChildEnv = "BOFH_IPMI_KINDS_CHILD"
 
-func init() {
-	if text := os.Getenv(kindsRecipeEnv); text != "" {
-		os.Exit(kindsChild(text))
-	}
-}
-
-func kindsChild(text string) int {
-	r, err := atomic.ParseRecipe([]byte(text))
-	if err == nil {
-		_, err = atomic.Apply(context.Background(), r, atomic.WithStateDir(os.Getenv(kindsStateEnv)))
-	}
-	fmt.Fprintln(os.Stderr, "kinds crash child: not killed:", err)
-	return 5
-}
-
-// recipeOf turns steps into a recipe, as a journal would carry them.
-func recipeOf(t *testing.T, name string, ps ...atomic.Params) string {
-	t.Helper()
-	r := atomic.Recipe{Name: name}
-	for _, p := range ps {
-		raw, err := json.Marshal(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var with map[string]any
-		if err := json.Unmarshal(raw, &with); err != nil {
-			t.Fatal(err)
-		}
-		r.Steps = append(r.Steps, atomic.RecipeStep{Kind: p.StepKind(), With: with})
-	}
-	out, err := json.Marshal(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(out)
-}
-
-// killChild applies recipe in a child process with BOFH_FAIL=fail, which
-// must SIGKILL it; it returns the state dir and the interrupted
-// transaction's ID.
-func killChild(t *testing.T, recipe, fail string) (state, id string) {
-	t.Helper()
-	state = t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), kindsRecipeEnv+"="+recipe, kindsStateEnv+"="+state, atomic.FailEnv+"="+fail)
-	out, err := cmd.CombinedOutput()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != -1 {
-		t.Fatalf("%s: child not killed: %v\n%s", fail, err, out)
-	}
-	txs, err := atomic.List(state)
-	if err != nil || len(txs) != 1 || txs[0].State != atomic.StateInterrupted {
-		t.Fatalf("%s: journal: %+v, %v", fail, txs, err)
-	}
-	return state, txs[0].ID
-}
+func init() { hosttest.ApplyChild(kindsChildEnv) }
 
 // ipmitoolState asks the simulator with ipmitool itself (not this
 // package's client or parsers) for the power state and the boot device
@@ -124,7 +66,7 @@ func TestKindsSimCrash(t *testing.T) {
 	s := startSim(t)
 	ctx := context.Background()
 	b := s.bmc
-	recipe := recipeOf(t, "ipmi-kinds",
+	recipe := hosttest.RecipeOf(t, "ipmi-kinds",
 		BootDev{BMC: b, Device: "pxe", Persistent: true, EFI: true}, // 1
 		Power{BMC: b, Action: "on"},                                 // 2
 		PowerCycle{BMC: b, Action: "reset"},                         // 3 (at commit)
@@ -147,7 +89,7 @@ func TestKindsSimCrash(t *testing.T) {
 		{fail: "4:after:error,2:undo:kill"}, // rollback killed in an undo
 	} {
 		t.Run(strings.ReplaceAll(c.fail, ",", "+"), func(t *testing.T) {
-			state, id := killChild(t, recipe, c.fail)
+			state, id := hosttest.KillChild(t, kindsChildEnv, recipe, c.fail)
 			if mid := ipmitoolState(t, b); mid == start && !strings.Contains(c.fail, "before") {
 				t.Errorf("after the kill the simulator is still at %q: did the step act?", mid)
 			}

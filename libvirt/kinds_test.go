@@ -2,11 +2,7 @@ package libvirt
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"os"
-	"os/exec"
 	"sort"
 	"strings"
 	"testing"
@@ -14,74 +10,16 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/bofhkit/bofh/atomic"
+	"github.com/bofhkit/bofh/internal/hosttest"
 	"github.com/bofhkit/bofh/internal/kindtest"
 )
 
-// The crash child of TestKindsCrash: a re-exec of this test binary (before
-// TestMain) that applies the recipe in $BOFH_LIBVIRT_KINDS_RECIPE with
-// BOFH_FAIL from its environment and a journal under
-// $BOFH_LIBVIRT_KINDS_STATE.
-const (
-	kindsRecipeEnv = "BOFH_LIBVIRT_KINDS_RECIPE"
-	kindsStateEnv  = "BOFH_LIBVIRT_KINDS_STATE"
-)
+// kindsChildEnv selects the crash child of the kinds crash test: a
+// re-exec of this test binary that applies a recipe (hosttest.ApplyChild)
+// until BOFH_FAIL kills it.
+const kindsChildEnv = "BOFH_LIBVIRT_KINDS_CHILD"
 
-func init() {
-	if text := os.Getenv(kindsRecipeEnv); text != "" {
-		os.Exit(kindsChild(text))
-	}
-}
-
-func kindsChild(text string) int {
-	r, err := atomic.ParseRecipe([]byte(text))
-	if err == nil {
-		_, err = atomic.Apply(context.Background(), r, atomic.WithStateDir(os.Getenv(kindsStateEnv)))
-	}
-	fmt.Fprintln(os.Stderr, "kinds crash child: not killed:", err)
-	return 5
-}
-
-// recipeOf turns steps into a recipe, as a journal would carry them.
-func recipeOf(t *testing.T, name string, ps ...atomic.Params) string {
-	t.Helper()
-	r := atomic.Recipe{Name: name}
-	for _, p := range ps {
-		raw, err := json.Marshal(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var with map[string]any
-		if err := json.Unmarshal(raw, &with); err != nil {
-			t.Fatal(err)
-		}
-		r.Steps = append(r.Steps, atomic.RecipeStep{Kind: p.StepKind(), With: with})
-	}
-	out, err := json.Marshal(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(out)
-}
-
-// killChild applies recipe in a child process with BOFH_FAIL=fail, which
-// must SIGKILL it; it returns the state dir and the interrupted
-// transaction's ID.
-func killChild(t *testing.T, recipe, fail string) (state, id string) {
-	t.Helper()
-	state = t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), kindsRecipeEnv+"="+recipe, kindsStateEnv+"="+state, atomic.FailEnv+"="+fail)
-	out, err := cmd.CombinedOutput()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != -1 {
-		t.Fatalf("%s: child not killed: %v\n%s", fail, err, out)
-	}
-	txs, err := atomic.List(state)
-	if err != nil || len(txs) != 1 || txs[0].State != atomic.StateInterrupted {
-		t.Fatalf("%s: journal: %+v, %v", fail, txs, err)
-	}
-	return state, txs[0].ID
-}
+func init() { hosttest.ApplyChild(kindsChildEnv) }
 
 // rawState lists, through go-libvirt's own calls (not this package's
 // Client), every domain, pool (with its volumes and their sizes) and
@@ -215,7 +153,7 @@ func removePre(cl *Client) {
 
 // kindsRecipe uses every libvirt kind once.
 func kindsRecipe(t *testing.T, c Conn, pooldir string) string {
-	return recipeOf(t, "libvirt-kinds",
+	return hosttest.RecipeOf(t, "libvirt-kinds",
 		DefineNetwork{Conn: c, Spec: NetworkSpec{Name: "bofhknet", Bridge: "bofhkbr0"}},                    // 1
 		StartNetwork{Conn: c, Name: preNet},                                                                // 2
 		DefinePool{Conn: c, Spec: PoolSpec{Name: "bofhkpool", Type: "dir", Path: pooldir}},                 // 3
@@ -267,7 +205,7 @@ func TestKindsCrash(t *testing.T) {
 					restoreKinds(cl)
 				}
 			})
-			state, id := killChild(t, recipe, tc.fail)
+			state, id := hosttest.KillChild(t, kindsChildEnv, recipe, tc.fail)
 			if mid := rawState(t, cl); cmp.Equal(mid, start) {
 				t.Errorf("after the kill nothing changed: did the child act?")
 			}

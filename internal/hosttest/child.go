@@ -2,8 +2,12 @@ package hosttest
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"testing"
 
 	"github.com/bofhkit/bofh/atomic"
 )
@@ -29,4 +33,47 @@ func ApplyChild(env string) {
 		os.Exit(atomic.ExitCode(err))
 	}
 	os.Exit(0)
+}
+
+// RecipeOf turns steps into a recipe's JSON text, as a journal carries
+// it, for ApplyChild.
+func RecipeOf(t testing.TB, name string, ps ...atomic.Params) string {
+	t.Helper()
+	r := atomic.Recipe{Name: name}
+	for _, p := range ps {
+		raw, err := json.Marshal(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var with map[string]any
+		if err := json.Unmarshal(raw, &with); err != nil {
+			t.Fatal(err)
+		}
+		r.Steps = append(r.Steps, atomic.RecipeStep{Kind: p.StepKind(), With: with})
+	}
+	out, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
+
+// KillChild re-executes the test binary as ApplyChild(env) on recipe with
+// BOFH_FAIL=fail, which must SIGKILL it, and returns the state dir and the
+// ID of the transaction it left interrupted.
+func KillChild(t testing.TB, env, recipe, fail string) (state, id string) {
+	t.Helper()
+	state = t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), env+"=apply", "BOFH_HELPER_RECIPE="+recipe, "BOFH_HELPER_STATE="+state, atomic.FailEnv+"="+fail)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != -1 {
+		t.Fatalf("%s: child not killed: %v\n%s", fail, err, out)
+	}
+	txs, err := atomic.List(state)
+	if err != nil || len(txs) != 1 || txs[0].State != atomic.StateInterrupted {
+		t.Fatalf("%s: journal: %+v, %v", fail, txs, err)
+	}
+	return state, txs[0].ID
 }
