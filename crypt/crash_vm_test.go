@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/bofhkit/bofh/atomic"
+	"github.com/bofhkit/bofh/internal/hosttest"
 	"github.com/bofhkit/bofh/internal/vmtest"
 )
 
@@ -54,29 +55,6 @@ func kindsChild(mode string) int {
 	}
 	fmt.Fprintf(os.Stderr, "kinds crash child (%s): not killed: %v\n", mode, err)
 	return 5
-}
-
-// recipeOf turns steps into a recipe, as a journal carries them (key
-// files only: a passphrase never reaches a journal).
-func recipeOf(t *testing.T, steps ...atomic.Params) string {
-	t.Helper()
-	r := atomic.Recipe{Name: "crypt-kinds-crash"}
-	for _, p := range steps {
-		raw, err := json.Marshal(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var with map[string]any
-		if err := json.Unmarshal(raw, &with); err != nil {
-			t.Fatal(err)
-		}
-		r.Steps = append(r.Steps, atomic.RecipeStep{Kind: p.StepKind(), With: with})
-	}
-	out, err := json.Marshal(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(out)
 }
 
 // killedChild runs the crash child in mode with BOFH_FAIL=fail; it must
@@ -230,7 +208,7 @@ func TestVMKindsCrash(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t0 := time.Now()
 			state, id := t.TempDir(), atomic.NewID()
-			killedChild(t, "apply", state, id, recipeOf(t, c.step), c.fail)
+			killedChild(t, "apply", state, id, hosttest.RecipeOf(t, "crypt-kinds-crash", c.step), c.fail)
 			if c.undo != "" {
 				killedChild(t, "rollback", state, id, "", c.undo)
 			}

@@ -4,7 +4,6 @@ package lvm
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/bofhkit/bofh/atomic"
+	"github.com/bofhkit/bofh/internal/hosttest"
 	"github.com/bofhkit/bofh/internal/vmtest"
 )
 
@@ -49,28 +49,6 @@ func kindsChild(mode string) int {
 	}
 	fmt.Fprintf(os.Stderr, "kinds crash child (%s): not killed: %v\n", mode, err)
 	return 5
-}
-
-// recipeOf turns steps into a recipe, as a journal carries them.
-func recipeOf(t *testing.T, steps ...atomic.Params) string {
-	t.Helper()
-	r := atomic.Recipe{Name: "lvm-kinds-crash"}
-	for _, p := range steps {
-		raw, err := json.Marshal(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var with map[string]any
-		if err := json.Unmarshal(raw, &with); err != nil {
-			t.Fatal(err)
-		}
-		r.Steps = append(r.Steps, atomic.RecipeStep{Kind: p.StepKind(), With: with})
-	}
-	out, err := json.Marshal(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(out)
 }
 
 // killedChild runs the crash child in mode with BOFH_FAIL=fail; it must
@@ -152,7 +130,7 @@ func TestVMKindsCrash(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t0 := time.Now()
 			state, id := t.TempDir(), atomic.NewID()
-			killedChild(t, "apply", state, id, recipeOf(t, c.steps(id)...), c.fail)
+			killedChild(t, "apply", state, id, hosttest.RecipeOf(t, "lvm-kinds-crash", c.steps(id)...), c.fail)
 			if c.undo != "" {
 				killedChild(t, "rollback", state, id, "", c.undo)
 			}
@@ -177,7 +155,7 @@ func TestVMKindsCrash(t *testing.T) {
 	// resume checks it, runs it and commits
 	t.Run("lv.merge cmd1 resume", func(t *testing.T) {
 		dir, id := t.TempDir(), atomic.NewID()
-		killedChild(t, "apply", dir, id, recipeOf(t, MergeLV{VG: "bofhk", Name: "websnap"}), "1:cmd1:kill")
+		killedChild(t, "apply", dir, id, hosttest.RecipeOf(t, "lvm-kinds-crash", MergeLV{VG: "bofhk", Name: "websnap"}), "1:cmd1:kill")
 		if got := shape(t, devs); got != start {
 			t.Fatalf("killed before lvconvert, the state changed:\n got:\n%s\nwant:\n%s", got, start)
 		}

@@ -4,7 +4,6 @@ package raid_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/bofhkit/bofh/atomic"
+	"github.com/bofhkit/bofh/internal/hosttest"
 	"github.com/bofhkit/bofh/internal/vmtest"
 	"github.com/bofhkit/bofh/raid"
 )
@@ -52,28 +52,6 @@ func kindsChild(mode string) int {
 	}
 	fmt.Fprintf(os.Stderr, "kinds crash child (%s): not killed: %v\n", mode, err)
 	return 5
-}
-
-// recipeOf turns steps into a recipe, as a journal carries them.
-func recipeOf(t *testing.T, steps ...atomic.Params) string {
-	t.Helper()
-	r := atomic.Recipe{Name: "raid-kinds-crash"}
-	for _, p := range steps {
-		raw, err := json.Marshal(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var with map[string]any
-		if err := json.Unmarshal(raw, &with); err != nil {
-			t.Fatal(err)
-		}
-		r.Steps = append(r.Steps, atomic.RecipeStep{Kind: p.StepKind(), With: with})
-	}
-	out, err := json.Marshal(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(out)
 }
 
 // killedChild runs the crash child in mode with BOFH_FAIL=fail; it must
@@ -192,7 +170,7 @@ func TestVMKindsCrash(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t0 := time.Now()
 			state, id := t.TempDir(), atomic.NewID()
-			killedChild(t, "apply", state, id, recipeOf(t, c.steps...), c.fail)
+			killedChild(t, "apply", state, id, hosttest.RecipeOf(t, "raid-kinds-crash", c.steps...), c.fail)
 			killedChild(t, "rollback", state, id, "", c.undo)
 			if err := atomic.RollbackID(ctx, id, nil, atomic.WithStateDir(state), atomic.WithFailpoints("")); err != nil {
 				t.Fatalf("second rollback: %v", err)
