@@ -3,18 +3,15 @@ package blockdev
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/bofhkit/bofh/atomic"
+	"github.com/bofhkit/bofh/internal/hosttest"
 )
 
 // TestCmdKillMidStep SIGKILLs a child applying the loop → GPT → partition
@@ -47,19 +44,8 @@ func TestCmdKillMidStep(t *testing.T) {
 	for _, tc := range fails {
 		t.Run(tc.fail, func(t *testing.T) {
 			sd := t.TempDir()
-			cmd := exec.Command(os.Args[0], "-test.run=^$")
-			cmd.Env = append(os.Environ(), helperEnv+"=apply",
-				"BOFH_HELPER_RECIPE="+recipeText(file, mnt), "BOFH_HELPER_STATE="+sd, atomic.FailEnv+"="+tc.fail)
-			out, err := cmd.CombinedOutput()
-			var ee *exec.ExitError
-			if !errors.As(err, &ee) || !ee.Sys().(syscall.WaitStatus).Signaled() || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-				t.Fatalf("child was not killed by SIGKILL: %v\n%s", err, out)
-			}
-			list, err := atomic.List(sd)
-			if err != nil || len(list) != 1 || list[0].State != atomic.StateInterrupted {
-				t.Fatalf("journals: %+v %v", list, err)
-			}
-			d, err := atomic.Show(sd, list[0].ID)
+			id := hosttest.KillChild(t, helperEnv, sd, recipeText(file, mnt), tc.fail)
+			d, err := atomic.Show(sd, id)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -81,7 +67,7 @@ func TestCmdKillMidStep(t *testing.T) {
 					t.Fatalf("step statuses after the kill (-want +got):\n%s", diff)
 				}
 			}
-			if err := atomic.RollbackID(ctx, list[0].ID, nil, atomic.WithStateDir(sd), atomic.WithFailpoints("")); err != nil {
+			if err := atomic.RollbackID(ctx, id, nil, atomic.WithStateDir(sd), atomic.WithFailpoints("")); err != nil {
 				cleanupFile(t, file)
 				t.Fatalf("rollback: %v", err)
 			}
@@ -150,20 +136,9 @@ steps:
 	} {
 		t.Run(fail, func(t *testing.T) {
 			sd := t.TempDir()
-			cmd := exec.Command(os.Args[0], "-test.run=^$")
-			cmd.Env = append(os.Environ(), helperEnv+"=apply",
-				"BOFH_HELPER_RECIPE="+teardown, "BOFH_HELPER_STATE="+sd, atomic.FailEnv+"="+fail)
-			out, err := cmd.CombinedOutput()
-			var ee *exec.ExitError
-			if !errors.As(err, &ee) || !ee.Sys().(syscall.WaitStatus).Signaled() || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-				t.Fatalf("child was not killed by SIGKILL: %v\n%s", err, out)
-			}
-			list, err := atomic.List(sd)
-			if err != nil || len(list) != 1 || list[0].State != atomic.StateInterrupted {
-				t.Fatalf("journals: %+v %v", list, err)
-			}
+			id := hosttest.KillChild(t, helperEnv, sd, teardown, fail)
 			if n, ok := strings.CutSuffix(fail, ":cmd1:kill"); ok {
-				d, err := atomic.Show(sd, list[0].ID)
+				d, err := atomic.Show(sd, id)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -171,7 +146,7 @@ steps:
 					t.Fatalf("killed in step %s: the journal's last step is %d %s", n, s.Step, s.Status)
 				}
 			}
-			if err := atomic.RollbackID(ctx, list[0].ID, nil, atomic.WithStateDir(sd), atomic.WithFailpoints("")); err != nil {
+			if err := atomic.RollbackID(ctx, id, nil, atomic.WithStateDir(sd), atomic.WithFailpoints("")); err != nil {
 				t.Fatalf("rollback: %v", err)
 			}
 			now := observe(t, file, mnt)
@@ -212,26 +187,15 @@ func TestCmdKillResize(t *testing.T) {
 				t.Fatal(err)
 			}
 			sd := t.TempDir()
-			cmd := exec.Command(os.Args[0], "-test.run=^$")
-			cmd.Env = append(os.Environ(), helperEnv+"=apply", "BOFH_HELPER_RECIPE="+string(text), "BOFH_HELPER_STATE="+sd,
-				fmt.Sprintf("%s=1:cmd%d:kill", atomic.FailEnv, tc.k))
-			out, err := cmd.CombinedOutput()
-			var ee *exec.ExitError
-			if !errors.As(err, &ee) || !ee.Sys().(syscall.WaitStatus).Signaled() || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-				t.Fatalf("child was not killed by SIGKILL: %v\n%s", err, out)
-			}
-			list, err := atomic.List(sd)
-			if err != nil || len(list) != 1 || list[0].State != atomic.StateInterrupted {
-				t.Fatalf("journals: %+v %v", list, err)
-			}
+			id := hosttest.KillChild(t, helperEnv, sd, string(text), fmt.Sprintf("1:cmd%d:kill", tc.k))
 			if tc.kind == "fs.grow" {
-				if err := atomic.ResumeID(ctx, list[0].ID, atomic.WithStateDir(sd), atomic.WithFailpoints("")); err != nil {
+				if err := atomic.ResumeID(ctx, id, atomic.WithStateDir(sd), atomic.WithFailpoints("")); err != nil {
 					t.Fatalf("resume: %v", err)
 				}
 				killLabCheck(t, l, "resume", 96*mib, "ext4", false, data)
 				return
 			}
-			if err := atomic.RollbackID(ctx, list[0].ID, nil, atomic.WithStateDir(sd), atomic.WithFailpoints("")); err != nil {
+			if err := atomic.RollbackID(ctx, id, nil, atomic.WithStateDir(sd), atomic.WithFailpoints("")); err != nil {
 				t.Fatalf("rollback: %v", err)
 			}
 			killLabCheck(t, l, "rollback", 64*mib, "ext4", false, data)

@@ -3,42 +3,24 @@ package btrfs
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/bofhkit/bofh/atomic"
+	"github.com/bofhkit/bofh/internal/hosttest"
 )
 
-// cmdKillEnv holds the recipe the child process of TestCmdKillMidStep
-// applies (JSON); cmdKillState its state dir.
-const (
-	cmdKillEnv   = "BOFH_BTRFS_CMDKILL_RECIPE"
-	cmdKillState = "BOFH_BTRFS_CMDKILL_STATE"
-)
+// cmdKillEnv selects the crash child of the cmd-kill tests: a re-exec of
+// this test binary that applies a recipe (hosttest.ApplyChild) until
+// BOFH_FAIL kills it.
+const cmdKillEnv = "BOFH_BTRFS_CMDKILL_CHILD"
 
-// TestHelperCmdKill is the child process of TestCmdKillMidStep: it applies
-// the recipe in $BOFH_BTRFS_CMDKILL_RECIPE with BOFH_FAIL from the
-// environment, and is to die by SIGKILL.
-func TestHelperCmdKill(t *testing.T) {
-	text := os.Getenv(cmdKillEnv)
-	if text == "" {
-		t.Skip("child process of TestCmdKillMidStep")
-	}
-	r, err := atomic.ParseRecipe([]byte(text))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = atomic.Apply(context.Background(), r, atomic.WithStateDir(os.Getenv(cmdKillState)))
-	t.Fatalf("not killed: %v", err)
-}
+func init() { hosttest.ApplyChild(cmdKillEnv) }
 
 // TestCmdKillMidStep SIGKILLs a child applying subvolume create, a file in
 // it, a read-only snapshot, set-default and a swap on a real btrfs, right
@@ -78,19 +60,9 @@ func TestCmdKillMidStep(t *testing.T) {
 			}
 			start := fs.snapshot(t, key)
 			state := t.TempDir()
-			cmd := exec.Command(os.Args[0], "-test.run=^TestHelperCmdKill$", "-test.count=1")
-			cmd.Env = append(os.Environ(), cmdKillEnv+"="+string(text), cmdKillState+"="+state, atomic.FailEnv+"="+fail)
-			out, err := cmd.CombinedOutput()
-			var ee *exec.ExitError
-			if !errors.As(err, &ee) || !ee.Sys().(syscall.WaitStatus).Signaled() || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-				t.Fatalf("child was not killed by SIGKILL: %v\n%s", err, out)
-			}
-			list, err := atomic.List(state)
-			if err != nil || len(list) != 1 || list[0].State != atomic.StateInterrupted {
-				t.Fatalf("journals: %+v %v", list, err)
-			}
+			id := hosttest.KillChild(t, cmdKillEnv, state, string(text), fail)
 			if n, ok := strings.CutSuffix(fail, ":cmd1:kill"); ok {
-				det, err := atomic.Show(state, list[0].ID)
+				det, err := atomic.Show(state, id)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -98,7 +70,7 @@ func TestCmdKillMidStep(t *testing.T) {
 					t.Fatalf("killed in step %s: the journal's last step is %d %s", n, s.Step, s.Status)
 				}
 			}
-			if err := atomic.RollbackID(ctx, list[0].ID, nil, atomic.WithStateDir(state), atomic.WithFailpoints("")); err != nil {
+			if err := atomic.RollbackID(ctx, id, nil, atomic.WithStateDir(state), atomic.WithFailpoints("")); err != nil {
 				t.Fatalf("rollback: %v", err)
 			}
 			if diff := cmp.Diff(strings.Split(start, "\n"), strings.Split(fs.snapshot(t, key), "\n")); diff != "" {
@@ -129,18 +101,7 @@ func TestCmdKillDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 	state := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperCmdKill$", "-test.count=1")
-	cmd.Env = append(os.Environ(), cmdKillEnv+"="+string(text), cmdKillState+"="+state, atomic.FailEnv+"=2:cmd1:kill")
-	out, err := cmd.CombinedOutput()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || !ee.Sys().(syscall.WaitStatus).Signaled() || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-		t.Fatalf("child was not killed by SIGKILL: %v\n%s", err, out)
-	}
-	list, err := atomic.List(state)
-	if err != nil || len(list) != 1 || list[0].State != atomic.StateInterrupted {
-		t.Fatalf("journals: %+v %v", list, err)
-	}
-	id := list[0].ID
+	id := hosttest.KillChild(t, cmdKillEnv, state, string(text), "2:cmd1:kill")
 	if !strings.Contains(btrfsOut(t, "subvolume", "list", fs.mnt), "/old\n") {
 		t.Fatal("the subvolume is gone although the kill came before the delete command")
 	}

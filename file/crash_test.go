@@ -3,13 +3,10 @@ package file
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -60,18 +57,8 @@ func TestUndoKillThenRollback(t *testing.T) {
 			dir, state := t.TempDir(), t.TempDir()
 			text := crashRecipe(t, dir)
 			start := snapshot(t, dir)
-			cmd := exec.Command(os.Args[0], "-test.run=^$")
-			cmd.Env = append(os.Environ(), helperEnv+"=apply", "BOFH_HELPER_RECIPE="+text, "BOFH_HELPER_STATE="+state, atomic.FailEnv+"="+fail)
-			out, err := cmd.CombinedOutput()
-			var ee *exec.ExitError
-			if !errors.As(err, &ee) || !ee.Sys().(syscall.WaitStatus).Signaled() || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-				t.Fatalf("child was not killed by SIGKILL: %v\n%s", err, out)
-			}
-			list, err := atomic.List(state)
-			if err != nil || len(list) != 1 || list[0].State != atomic.StateInterrupted {
-				t.Fatalf("journals: %+v %v", list, err)
-			}
-			d, err := atomic.Show(state, list[0].ID)
+			id := hosttest.KillChild(t, helperEnv, state, text, fail)
+			d, err := atomic.Show(state, id)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -93,13 +80,13 @@ func TestUndoKillThenRollback(t *testing.T) {
 			if snapshot(t, dir) == start {
 				t.Fatal("the kill left the directory as it started: nothing was left to roll back")
 			}
-			if err := atomic.RollbackID(context.Background(), list[0].ID, nil, atomic.WithStateDir(state), atomic.WithFailpoints("")); err != nil {
+			if err := atomic.RollbackID(context.Background(), id, nil, atomic.WithStateDir(state), atomic.WithFailpoints("")); err != nil {
 				t.Fatalf("second rollback: %v", err)
 			}
 			if diff := cmp.Diff(strings.Split(start, "\n"), strings.Split(snapshot(t, dir), "\n")); diff != "" {
 				t.Fatalf("after the second rollback (-start +now):\n%s", diff)
 			}
-			if d, err := atomic.Show(state, list[0].ID); err != nil || d.State != atomic.StateRolledBack {
+			if d, err := atomic.Show(state, id); err != nil || d.State != atomic.StateRolledBack {
 				t.Fatalf("after the second rollback: %+v %v", d, err)
 			}
 		})

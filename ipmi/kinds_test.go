@@ -89,7 +89,8 @@ func TestKindsSimCrash(t *testing.T) {
 		{fail: "4:after:error,2:undo:kill"}, // rollback killed in an undo
 	} {
 		t.Run(strings.ReplaceAll(c.fail, ",", "+"), func(t *testing.T) {
-			state, id := hosttest.KillChild(t, kindsChildEnv, recipe, c.fail)
+			state := t.TempDir()
+			id := hosttest.KillChild(t, kindsChildEnv, state, recipe, c.fail)
 			if mid := ipmitoolState(t, b); mid == start && !strings.Contains(c.fail, "before") {
 				t.Errorf("after the kill the simulator is still at %q: did the step act?", mid)
 			}

@@ -205,7 +205,8 @@ func TestKindsCrash(t *testing.T) {
 					restoreKinds(cl)
 				}
 			})
-			state, id := hosttest.KillChild(t, kindsChildEnv, recipe, tc.fail)
+			state := t.TempDir()
+			id := hosttest.KillChild(t, kindsChildEnv, state, recipe, tc.fail)
 			if mid := rawState(t, cl); cmp.Equal(mid, start) {
 				t.Errorf("after the kill nothing changed: did the child act?")
 			}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"syscall"
 	"testing"
 
 	"github.com/bofhkit/bofh/atomic"
@@ -59,21 +60,20 @@ func RecipeOf(t testing.TB, name string, ps ...atomic.Params) string {
 }
 
 // KillChild re-executes the test binary as ApplyChild(env) on recipe with
-// BOFH_FAIL=fail, which must SIGKILL it, and returns the state dir and the
-// ID of the transaction it left interrupted.
-func KillChild(t testing.TB, env, recipe, fail string) (state, id string) {
+// the state dir state and BOFH_FAIL=fail, which must SIGKILL it, and
+// returns the ID of the one transaction it left interrupted.
+func KillChild(t testing.TB, env, state, recipe, fail string) string {
 	t.Helper()
-	state = t.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), env+"=apply", "BOFH_HELPER_RECIPE="+recipe, "BOFH_HELPER_STATE="+state, atomic.FailEnv+"="+fail)
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != -1 {
-		t.Fatalf("%s: child not killed: %v\n%s", fail, err, out)
+	if !errors.As(err, &ee) || !ee.Sys().(syscall.WaitStatus).Signaled() || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("%s: child was not killed by SIGKILL: %v\n%s", fail, err, out)
 	}
 	txs, err := atomic.List(state)
 	if err != nil || len(txs) != 1 || txs[0].State != atomic.StateInterrupted {
-		t.Fatalf("%s: journal: %+v, %v", fail, txs, err)
+		t.Fatalf("%s: journals: %+v, %v", fail, txs, err)
 	}
-	return state, txs[0].ID
+	return txs[0].ID
 }
